@@ -1,5 +1,5 @@
-"""Code generated from spec/integration.yaml by `make generate`. Do not edit by hand.
+"""Generated from spec/integration.yaml by `make generate`. Do not edit by hand.
 
-- `generated.models`: pydantic v2 models of every schema (datamodel-code-generator), used by servers.
+- `generated.models`: pydantic v2 models of every schema (datamodel-code-generator).
 - `generated.client`: a typed httpx client (openapi-python-client), used to call the peer.
 """

@@ -48,9 +48,7 @@ class Attachment(BaseModel):
             pattern='^https://[^\\s]+$',
         ),
     ]
-    file_name: Annotated[
-        str, Field(examples=['screenshot.png'], max_length=255, min_length=1)
-    ]
+    file_name: Annotated[str, Field(examples=['screenshot.png'], max_length=255, min_length=1)]
     mime_type: Annotated[
         str,
         Field(
@@ -79,24 +77,17 @@ class Customer(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,
     )
-    telegram_user_id: Annotated[
-        int, Field(examples=[123456789], ge=1, le=9007199254740991)
-    ]
+    telegram_user_id: Annotated[int, Field(examples=[123456789], ge=1, le=9007199254740991)]
     first_name: Annotated[str, Field(examples=['Anna'], max_length=64, min_length=1)]
     last_name: Annotated[str | None, Field(examples=['Ivanova'], max_length=64)] = None
     username: Annotated[
         str | None,
-        Field(
-            examples=['anna_iv'], max_length=32, min_length=1, pattern='^[A-Za-z0-9_]+$'
-        ),
+        Field(examples=['anna_iv'], max_length=32, min_length=1, pattern='^[A-Za-z0-9_]+$'),
     ] = None
     language_code: Annotated[
         str | None,
         Field(
-            examples=['en'],
-            max_length=35,
-            min_length=2,
-            pattern='^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$',
+            examples=['en'], max_length=35, min_length=2, pattern='^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$'
         ),
     ] = None
 
@@ -111,13 +102,10 @@ class CreateTicketRequest(BaseModel):
     )
     external_ticket_id: Annotated[
         UUID,
-        Field(
-            description="The TMA's id of the ticket; the idempotency key of this operation."
-        ),
+        Field(description="The TMA's id of the ticket; the idempotency key of this operation."),
     ]
     subject: Annotated[
-        str,
-        Field(examples=['Payment did not go through'], max_length=255, min_length=1),
+        str, Field(examples=['Payment did not go through'], max_length=255, min_length=1)
     ]
     message: Annotated[
         str,
@@ -128,9 +116,7 @@ class CreateTicketRequest(BaseModel):
             min_length=1,
         ),
     ]
-    external_message_id: Annotated[
-        UUID, Field(description="The TMA's id of the first message.")
-    ]
+    external_message_id: Annotated[UUID, Field(description="The TMA's id of the first message.")]
     attachments: Annotated[list[Attachment] | None, Field(max_length=10)] = None
     customer: Customer
     created_at: AwareDatetime
@@ -146,9 +132,7 @@ class TicketAccepted(BaseModel):
             description="The CRM's id of the ticket; the TMA stores it as the ticket's external id."
         ),
     ]
-    external_ticket_id: Annotated[
-        UUID, Field(description="The TMA's id of the ticket, echoed.")
-    ]
+    external_ticket_id: Annotated[UUID, Field(description="The TMA's id of the ticket, echoed.")]
     message_id: Annotated[UUID, Field(description="The CRM's id of the first message.")]
     status: TicketStatus
 
@@ -162,17 +146,12 @@ class MessageRequest(BaseModel):
         populate_by_name=True,
     )
     ticket_id: Annotated[
-        UUID | None,
-        Field(description="The receiver's id of the ticket, when the sender knows it."),
+        UUID | None, Field(description="The receiver's id of the ticket, when the sender knows it.")
     ] = None
-    external_ticket_id: Annotated[
-        UUID, Field(description="The sender's id of the ticket.")
-    ]
+    external_ticket_id: Annotated[UUID, Field(description="The sender's id of the ticket.")]
     external_message_id: Annotated[
         UUID,
-        Field(
-            description="The sender's id of the message; with `sender`, the idempotency key."
-        ),
+        Field(description="The sender's id of the message; with `sender`, the idempotency key."),
     ]
     sender: SenderType
     message: Annotated[str, Field(max_length=4096, min_length=1)]
@@ -213,12 +192,9 @@ class StatusRequest(BaseModel):
         populate_by_name=True,
     )
     ticket_id: Annotated[
-        UUID | None,
-        Field(description="The receiver's id of the ticket, when the sender knows it."),
+        UUID | None, Field(description="The receiver's id of the ticket, when the sender knows it.")
     ] = None
-    external_ticket_id: Annotated[
-        UUID, Field(description="The sender's id of the ticket.")
-    ]
+    external_ticket_id: Annotated[UUID, Field(description="The sender's id of the ticket.")]
     status: TicketStatus
     changed_at: Annotated[
         AwareDatetime,
@@ -233,8 +209,7 @@ class StatusAccepted(BaseModel):
     ticket_id: Annotated[UUID, Field(description="The receiver's id of the ticket.")]
     status: TicketStatus
     status_changed_at: Annotated[
-        AwareDatetime,
-        Field(description='The `changed_at` of the status the receiver now holds.'),
+        AwareDatetime, Field(description='The `changed_at` of the status the receiver now holds.')
     ]
     applied: Annotated[
         bool,

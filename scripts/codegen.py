@@ -23,16 +23,16 @@ CLIENT_CONFIG = ROOT / "spec" / "openapi-python-client.yaml"
 GENERATED = ROOT / "generated"
 BIN = Path(sys.executable).parent
 
-PACKAGE_DOC = '''"""Code generated from spec/integration.yaml by `make generate`. Do not edit by hand.
+PACKAGE_DOC = '''"""Generated from spec/integration.yaml by `make generate`. Do not edit by hand.
 
-- `generated.models`: pydantic v2 models of every schema (datamodel-code-generator), used by servers.
+- `generated.models`: pydantic v2 models of every schema (datamodel-code-generator).
 - `generated.client`: a typed httpx client (openapi-python-client), used to call the peer.
 """
 '''
 
 
-def _run(*args: str | Path) -> None:
-    # Both generators shell out to ruff; the venv's bin must come first so the version is the pinned one.
+def _run(*args: str | Path) -> str:
+    # Both generators shell out to ruff; the venv's bin comes first so the pinned version runs.
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(
         [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
@@ -40,6 +40,7 @@ def _run(*args: str | Path) -> None:
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         raise SystemExit(f"code generation failed: {' '.join(str(a) for a in args)}")
+    return result.stdout
 
 
 def generate(target: Path) -> None:
@@ -48,12 +49,21 @@ def generate(target: Path) -> None:
         shutil.rmtree(target)  # openapi-python-client's --overwrite leaves stale files behind
     target.mkdir(parents=True)
     (target / "__init__.py").write_text(PACKAGE_DOC)
-    # Settings live in [tool.datamodel-codegen] in pyproject.toml; only the output path is overridden.
-    _run(BIN / "datamodel-codegen", "--output", target / "models.py")
+    # Settings live in [tool.datamodel-codegen] in pyproject.toml. Written via stdout: with
+    # --output the formatter would take its line length from whatever folder the file lands in.
+    models = _run(BIN / "datamodel-codegen")
+    (target / "models.py").write_text(models)
     _run(
-        BIN / "openapi-python-client", "generate",
-        "--path", SPEC, "--config", CLIENT_CONFIG, "--meta", "none",
-        "--output-path", target / "client",
+        BIN / "openapi-python-client",
+        "generate",
+        "--path",
+        SPEC,
+        "--config",
+        CLIENT_CONFIG,
+        "--meta",
+        "none",
+        "--output-path",
+        target / "client",
     )
 
 
@@ -77,8 +87,10 @@ def drift() -> list[str]:
         if old != new:
             lines.extend(
                 difflib.unified_diff(
-                    old.splitlines(keepends=True), new.splitlines(keepends=True),
-                    f"generated/{name} (committed)", f"generated/{name} (from spec)",
+                    old.splitlines(keepends=True),
+                    new.splitlines(keepends=True),
+                    f"generated/{name} (committed)",
+                    f"generated/{name} (from spec)",
                 )
             )
     return lines

@@ -22,7 +22,9 @@ def main() -> int:
         print("pytest collected no tests: that is a failure", file=sys.stderr)
         return 1
     if not postgres:
-        print("NOTE: the PostgreSQL part of the suite was skipped (set TEST_DATABASE_URL to run it).")
+        print(
+            "NOTE: the PostgreSQL part of the suite was skipped (set TEST_DATABASE_URL to run it)."
+        )
     return code
 
 

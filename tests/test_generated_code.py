@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_generated_code_matches_the_spec() -> None:
     result = subprocess.run(
         [sys.executable, "scripts/codegen.py", "check"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
 
@@ -28,7 +31,10 @@ def test_a_spec_edit_without_regeneration_is_caught(tmp_path: Path) -> None:
     spec.write_text(spec.read_text().replace("maxLength: 4096", "maxLength: 4000"))
     result = subprocess.run(
         [sys.executable, "scripts/codegen.py", "check"],
-        cwd=copy, capture_output=True, text=True, check=False,
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "run `make generate`" in result.stderr
@@ -42,4 +48,6 @@ def test_generated_models_and_client_import() -> None:
     from generated.client.api.tma import post_status
 
     assert models.SenderType.__members__.keys() == {"tma", "crm"}
-    assert AuthenticatedClient and create_ticket and post_message and post_status
+    for module in (create_ticket, post_message, post_status):
+        assert callable(module.asyncio_detailed)
+    assert AuthenticatedClient.__name__ == "AuthenticatedClient"

@@ -1,0 +1,3 @@
+from crm_impl.cli import run
+
+raise SystemExit(run())

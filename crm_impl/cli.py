@@ -1,0 +1,103 @@
+"""`python -m crm_impl`: the shared commands plus `operators` (add, list, revoke)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from crm_impl.app import build_runtime, create_app
+from crm_impl.operators.auth import hash_token, new_token
+from crm_impl.settings import CrmSettings
+from crm_impl.tables import Operator
+from integration_kit.cli import BackendCommands, CommandError, main
+from integration_kit.db import Database
+from integration_kit.settings import IntegrationSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    operators = sub.add_parser("operators", help="manage operator accounts and their tokens")
+    op_sub = operators.add_subparsers(dest="operators_command", required=True)
+    add = op_sub.add_parser("add", help="create an operator and print their token (shown once)")
+    add.add_argument("name")
+    op_sub.add_parser("list", help="list operators")
+    revoke = op_sub.add_parser("revoke", help="revoke an operator's token")
+    revoke.add_argument("operator_id")
+
+
+async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, str]:
+    """Create an operator; returns it with the plain token, which is stored only hashed."""
+    name = name.strip()
+    if not 1 <= len(name) <= 128:
+        raise CommandError("an operator name is 1 to 128 characters")
+    token = new_token()
+    async with db.transaction() as session:
+        operator = Operator(
+            id=uuid.uuid4(), name=name, token_hash=hash_token(token), created_at=now
+        )
+        session.add(operator)
+    return operator, token
+
+
+async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
+    db = Database(settings.resolved_database_url("crm"))
+    from integration_kit.clock import SystemClock
+
+    now = SystemClock().now()
+    try:
+        if args.operators_command == "add":
+            operator, token = await add_operator(db, args.name, now=now)
+            print(f"operator {operator.name} created: id {operator.id}")
+            print(f"token (shown once, keep it secret): {token}")
+            return 0
+        async with db.transaction() as session:
+            if args.operators_command == "list":
+                rows = (await session.scalars(select(Operator).order_by(Operator.created_at))).all()
+                for op in rows:
+                    state = f"revoked {op.revoked_at:%Y-%m-%d}" if op.revoked_at else "active"
+                    print(f"{op.id}  {state:18} {op.name}")
+                print(f"{len(rows)} operator(s)")
+                return 0
+            try:
+                operator_id = uuid.UUID(args.operator_id)
+            except ValueError:
+                raise CommandError(f"{args.operator_id!r} is not an operator id (a UUID)") from None
+            found = await session.get(Operator, operator_id)
+            if found is None:
+                raise CommandError(f"no operator {operator_id}")
+            found.revoked_at = found.revoked_at or now
+            print(f"operator {found.name} revoked; their token no longer works")
+            return 0
+    finally:
+        await db.dispose()
+
+
+def _handle_operators(args: argparse.Namespace, settings: IntegrationSettings) -> int:
+    assert isinstance(settings, CrmSettings)
+    return asyncio.run(_operators(args, settings))
+
+
+def _build(settings: IntegrationSettings) -> Any:
+    assert isinstance(settings, CrmSettings)
+    return build_runtime(settings)
+
+
+COMMANDS = BackendCommands(
+    name="crm",
+    load_settings=CrmSettings,
+    build_runtime=_build,
+    create_app=create_app,
+    migrations=MIGRATIONS,
+    add_commands=_add_commands,
+    handlers={"operators": _handle_operators},
+)
+
+
+def run() -> int:
+    return main(COMMANDS)

@@ -1,0 +1,104 @@
+"""`createTicket`, which only the CRM serves: a ticket opened in the Mini App arrives here."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_impl.tables import Message, Ticket
+from generated.models import CreateTicketRequest, SenderType, TicketAccepted, TicketStatus
+from integration_kit.clock import Clock
+from integration_kit.inbound import (
+    attachments_json,
+    reject_telegram_file_urls,
+    store_inbound_message,
+)
+from integration_kit.problems import IDEMPOTENCY_CONFLICT, ProblemError
+
+
+async def receive_ticket(
+    session: AsyncSession, *, request: CreateTicketRequest, clock: Clock
+) -> tuple[TicketAccepted, bool]:
+    """Create the CRM ticket for a TMA ticket, once; returns (answer, created)."""
+    reject_telegram_file_urls(request.attachments)
+    existing = await session.scalar(
+        select(Ticket).where(Ticket.external_id == request.external_ticket_id)
+    )
+    if existing is not None:
+        return await _replayed_ticket(session, existing, request), False
+    now = clock.now()
+    customer = request.customer
+    ticket = Ticket(
+        id=uuid.uuid4(),
+        external_id=request.external_ticket_id,
+        subject=request.subject,
+        status=TicketStatus.open,
+        status_changed_at=request.created_at,
+        created_at=now,
+        updated_at=now,
+        customer_telegram_id=customer.telegram_user_id,
+        customer_first_name=customer.first_name,
+        customer_last_name=customer.last_name,
+        customer_username=customer.username,
+        customer_language=customer.language_code,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(ticket)
+    except IntegrityError:
+        # A concurrent replay created it first (two API processes): answer as a replay.
+        existing = await session.scalar(
+            select(Ticket).where(Ticket.external_id == request.external_ticket_id)
+        )
+        if existing is None:
+            raise
+        return await _replayed_ticket(session, existing, request), False
+    message, _ = await store_inbound_message(
+        session,
+        Message,
+        ticket,
+        sender=SenderType.tma,
+        external_message_id=request.external_message_id,
+        body=request.message,
+        attachments=attachments_json(request.attachments),
+        created_at=request.created_at,
+    )
+    return TicketAccepted(
+        ticket_id=ticket.id,
+        external_ticket_id=request.external_ticket_id,
+        message_id=message.id,
+        status=TicketStatus(ticket.status),
+    ), True
+
+
+async def _replayed_ticket(
+    session: AsyncSession, ticket: Ticket, request: CreateTicketRequest
+) -> TicketAccepted:
+    first = await session.scalar(
+        select(Message).where(
+            Message.sender_type == SenderType.tma,
+            Message.external_message_id == request.external_message_id,
+        )
+    )
+    if (
+        first is None
+        or first.ticket_id != ticket.id
+        or ticket.subject != request.subject
+        or (first.body != request.message)
+    ):
+        raise ProblemError(
+            409,
+            IDEMPOTENCY_CONFLICT,
+            "Idempotency key reused",
+            f"Ticket {request.external_ticket_id} was already received with a different subject "
+            "or first message.",
+        )
+    return TicketAccepted(
+        ticket_id=ticket.id,
+        external_ticket_id=request.external_ticket_id,
+        message_id=first.id,
+        status=TicketStatus(ticket.status),
+    )

@@ -1,0 +1,47 @@
+"""Operator tokens: created on the command line, shown once, stored as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+
+from crm_impl.tables import Operator
+from integration_kit.auth import bearer_token
+from integration_kit.problems import UNAUTHORIZED, ProblemError
+from integration_kit.runtime import runtime_of
+
+
+def new_token() -> str:
+    return "op_" + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def current_operator(request: Request) -> Operator:
+    """The operator whose bearer token the request carries; 401 problem+json otherwise."""
+    token = bearer_token(request)
+    if token is not None:
+        async with runtime_of(request).db.sessions() as session:
+            operator = await session.scalar(
+                select(Operator).where(
+                    Operator.token_hash == hash_token(token), Operator.revoked_at.is_(None)
+                )
+            )
+        if operator is not None:
+            return operator
+    raise ProblemError(
+        401,
+        UNAUTHORIZED,
+        "Unauthorized",
+        "An operator token is required.",
+        headers={"WWW-Authenticate": 'Bearer realm="crm"'},
+    )
+
+
+OperatorDep = Annotated[Operator, Depends(current_operator)]

@@ -1,0 +1,20 @@
+"""CRM settings, from CRM_* environment variables (see .env.example)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from integration_kit.settings import IntegrationSettings
+
+
+class CrmSettings(IntegrationSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
+
+    port: int = 8001
+    # Development defaults so `make run` works out of the box; refused outside development.
+    inbound_tokens: list[str] = Field(default_factory=lambda: ["dev-tma-to-crm"])
+    peer_url: str = "http://127.0.0.1:8000"
+    peer_token: str = "dev-crm-to-tma"

@@ -1,0 +1,275 @@
+"""The receiving rules of the contract (DESIGN §3), the same on both sides.
+
+Ticket naming, idempotent message storage, last-writer-wins status, and the reopen-on-customer-
+message rule. Services take the caller's session and never commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generated.models import (
+    Attachment,
+    MessageAccepted,
+    MessageRequest,
+    SenderType,
+    StatusAccepted,
+    StatusRequest,
+    TicketStatus,
+)
+from integration_kit.problems import (
+    FORBIDDEN_SENDER,
+    IDEMPOTENCY_CONFLICT,
+    TICKET_LINK_CONFLICT,
+    TICKET_NOT_KNOWN,
+    ProblemError,
+)
+from integration_kit.schema import MessageColumns, TicketColumns
+
+T = TypeVar("T", bound=TicketColumns)
+M = TypeVar("M", bound=MessageColumns)
+
+TELEGRAM_FILE_PREFIX = "https://api.telegram.org/file/"
+
+
+def not_known(detail: str) -> ProblemError:
+    return ProblemError(404, TICKET_NOT_KNOWN, "Ticket not known here", detail)
+
+
+def link_conflict(detail: str) -> ProblemError:
+    return ProblemError(409, TICKET_LINK_CONFLICT, "Ticket ids contradict the stored link", detail)
+
+
+async def resolve_ticket(
+    session: AsyncSession,
+    model: type[T],
+    *,
+    ticket_id: uuid.UUID | None,
+    external_ticket_id: uuid.UUID,
+    for_update: bool = False,
+) -> T:
+    """Find the ticket a request names, recording the sender's id where the link is missing.
+
+    By `ticket_id` (ours) when given, else by `external_ticket_id` (the sender's). 404 when we
+    have no such ticket (yet); 409 when the two ids contradict what we stored.
+    """
+    if ticket_id is not None:
+        ticket = await session.get(model, ticket_id, with_for_update=for_update)
+        if ticket is None:
+            raise not_known(f"No ticket {ticket_id} here.")
+        if ticket.external_id is None:
+            other = await session.scalar(
+                select(model.id).where(model.external_id == external_ticket_id)
+            )
+            if other is not None:
+                raise link_conflict(
+                    f"external_ticket_id {external_ticket_id} is linked to another ticket here."
+                )
+            ticket.external_id = external_ticket_id
+        elif ticket.external_id != external_ticket_id:
+            raise link_conflict(
+                f"Ticket {ticket_id} is linked to external ticket {ticket.external_id}, "
+                f"not {external_ticket_id}."
+            )
+        return ticket
+    query = select(model).where(model.external_id == external_ticket_id)
+    if for_update:
+        query = query.with_for_update()
+    ticket = await session.scalar(query)
+    if ticket is None:
+        raise not_known(f"No ticket linked to external ticket {external_ticket_id} here (yet).")
+    return ticket
+
+
+def reject_telegram_file_urls(attachments: list[Attachment] | None) -> None:
+    """Telegram file URLs embed the bot token: such an attachment is refused, never passed on."""
+    for index, attachment in enumerate(attachments or []):
+        if attachment.url.startswith(TELEGRAM_FILE_PREFIX):
+            raise ProblemError(
+                422,
+                "urn:tma-crm:problem:validation",
+                "Validation failed",
+                "Telegram file URLs embed the bot token and are never passed on.",
+                errors=[
+                    _field_error(["body", "attachments", index, "url"], "Telegram file URL refused")
+                ],
+            )
+
+
+def _field_error(loc: list[str | int], msg: str) -> Any:
+    from generated.models import FieldError
+
+    return FieldError(loc=loc, msg=msg, type="value_error")
+
+
+def attachments_json(attachments: list[Attachment] | None) -> list[dict[str, Any]]:
+    return [a.model_dump(mode="json", exclude_none=True) for a in attachments or []]
+
+
+async def store_inbound_message(
+    session: AsyncSession,
+    model: type[M],
+    ticket: TicketColumns,
+    *,
+    sender: SenderType,
+    external_message_id: uuid.UUID,
+    body: str,
+    attachments: list[dict[str, Any]],
+    created_at: datetime,
+    extra: dict[str, Any] | None = None,
+) -> tuple[M, bool]:
+    """Store a message received from the peer once; returns (message, created).
+
+    A replay of the same (sender, external_message_id) returns the stored message; the same key
+    with a different body or ticket is a 409, never a second row.
+    """
+    existing = await _find_message(session, model, sender, external_message_id)
+    if existing is not None:
+        return _same_or_conflict(existing, ticket, body, attachments), False
+    message = model(
+        id=uuid.uuid4(),
+        ticket_id=ticket.id,
+        external_message_id=external_message_id,
+        sender_type=sender.value,
+        body=body,
+        attachments=attachments,
+        created_at=created_at,
+        **(extra or {}),
+    )
+    try:
+        # A savepoint, so losing a race with a concurrent duplicate leaves the transaction usable.
+        async with session.begin_nested():
+            session.add(message)
+    except IntegrityError:
+        existing = await _find_message(session, model, sender, external_message_id)
+        if existing is None:
+            raise
+        return _same_or_conflict(existing, ticket, body, attachments), False
+    if sender is SenderType.tma:
+        reopen_on_customer_message(ticket, at=created_at)
+    touch(ticket, created_at)
+    return message, True
+
+
+async def _find_message(
+    session: AsyncSession, model: type[M], sender: SenderType, external_message_id: uuid.UUID
+) -> M | None:
+    return await session.scalar(
+        select(model).where(
+            model.sender_type == sender.value, model.external_message_id == external_message_id
+        )
+    )
+
+
+def _same_or_conflict(
+    existing: M, ticket: TicketColumns, body: str, attachments: list[dict[str, Any]]
+) -> M:
+    if (
+        existing.ticket_id != ticket.id
+        or existing.body != body
+        or existing.attachments != attachments
+    ):
+        raise ProblemError(
+            409,
+            IDEMPOTENCY_CONFLICT,
+            "Idempotency key reused",
+            f"Message {existing.external_message_id} was already received with a different "
+            "ticket or body.",
+        )
+    return existing
+
+
+def reopen_on_customer_message(ticket: TicketColumns, *, at: datetime) -> None:
+    """A customer message on a closed ticket reopens it; both sides apply the same rule, so no
+    status event is needed and last-writer-wins still holds."""
+    if ticket.status == TicketStatus.closed and at > ticket.status_changed_at:
+        ticket.status = TicketStatus.open
+        ticket.status_changed_at = at
+
+
+def apply_status(ticket: TicketColumns, request: StatusRequest) -> bool:
+    """Last writer wins by changed_at; an older or equal change is acknowledged and ignored."""
+    if request.changed_at <= ticket.status_changed_at:
+        return False
+    ticket.status = request.status.value
+    ticket.status_changed_at = request.changed_at
+    touch(ticket, request.changed_at)
+    return True
+
+
+def touch(ticket: TicketColumns, at: datetime) -> None:
+    if at > ticket.updated_at:
+        ticket.updated_at = at
+
+
+def require_sender(sender: SenderType, caller: SenderType) -> None:
+    """Only the calling side may be named as a message's sender."""
+    if sender is not caller:
+        raise ProblemError(
+            403,
+            FORBIDDEN_SENDER,
+            "Sender is not the caller",
+            f"The {caller.value} side may only deliver messages with sender={caller.value!r}.",
+        )
+
+
+async def receive_message(
+    session: AsyncSession,
+    *,
+    request: MessageRequest,
+    caller: SenderType,
+    ticket_model: type[T],
+    message_model: type[M],
+    extra: dict[str, Any] | None = None,
+) -> tuple[MessageAccepted, M, T, bool]:
+    """`postMessage`: store the peer's message once; returns (answer, message, ticket, created)."""
+    require_sender(request.sender, caller)
+    reject_telegram_file_urls(request.attachments)
+    ticket = await resolve_ticket(
+        session,
+        ticket_model,
+        ticket_id=request.ticket_id,
+        external_ticket_id=request.external_ticket_id,
+    )
+    message, created = await store_inbound_message(
+        session,
+        message_model,
+        ticket,
+        sender=request.sender,
+        external_message_id=request.external_message_id,
+        body=request.message,
+        attachments=attachments_json(request.attachments),
+        created_at=request.created_at,
+        extra=extra,
+    )
+    answer = MessageAccepted(
+        message_id=message.id,
+        ticket_id=ticket.id,
+        external_message_id=request.external_message_id,
+    )
+    return answer, message, ticket, created
+
+
+async def receive_status(
+    session: AsyncSession, *, request: StatusRequest, ticket_model: type[T]
+) -> StatusAccepted:
+    """`postStatus`: apply the peer's status change if it is newer than ours."""
+    ticket = await resolve_ticket(
+        session,
+        ticket_model,
+        ticket_id=request.ticket_id,
+        external_ticket_id=request.external_ticket_id,
+    )
+    applied = apply_status(ticket, request)
+    return StatusAccepted(
+        ticket_id=ticket.id,
+        status=TicketStatus(ticket.status),
+        status_changed_at=ticket.status_changed_at,
+        applied=applied,
+    )

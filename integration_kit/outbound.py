@@ -1,0 +1,186 @@
+"""Senders for the events both sides emit the same way: a message and a status change.
+
+The event payload holds the contract body as written at commit time, without the receiver's ticket
+id; that id is filled in at send time from the ticket's stored link, so an event written before the
+link was known still names the ticket the receiver's way once it is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generated import models
+from generated.client import AuthenticatedClient
+from generated.client.models import MessageAccepted, MessageRequest, StatusAccepted, StatusRequest
+from generated.client.types import Response
+from generated.models import SenderType
+from integration_kit.clock import Clock
+from integration_kit.outbox import ClaimedEvent, enqueue
+from integration_kit.retry import Delivered, Outcome, classify_failure
+from integration_kit.schema import MessageColumns, OutboxColumns, TicketColumns
+
+MESSAGE = "message"
+STATUS = "status"
+
+PostMessage = Callable[..., Awaitable[Response[Any]]]
+PostStatus = Callable[..., Awaitable[Response[Any]]]
+
+
+def outcome_of(response: Response[Any], *, expected: type, now: datetime) -> Outcome:
+    """Delivered with the parsed body for 2xx, else retry-later or give-up by the delivery rules."""
+    if 200 <= response.status_code < 300 and isinstance(response.parsed, expected):
+        return Delivered(response.parsed)
+    headers = {key.lower(): value for key, value in response.headers.items()}
+    return classify_failure(response.status_code, response.content, headers, now=now)
+
+
+def with_peer_ticket(payload: dict[str, Any], peer_ticket_id: uuid.UUID | None) -> dict[str, Any]:
+    body = dict(payload["request"])
+    if peer_ticket_id is not None:
+        body["ticket_id"] = str(peer_ticket_id)
+    return body
+
+
+async def record_peer_ticket_id(
+    session: AsyncSession,
+    ticket_model: type[TicketColumns],
+    ticket_id: uuid.UUID,
+    peer_ticket_id: uuid.UUID,
+) -> None:
+    """Store the peer's ticket id when we did not know it yet; a different known id is an error."""
+    result = await session.execute(
+        update(ticket_model)
+        .where(ticket_model.id == ticket_id, ticket_model.external_id.is_(None))
+        .values(external_id=peer_ticket_id)
+    )
+    if getattr(result, "rowcount", 0):
+        return
+    known = await session.scalar(
+        select(ticket_model.external_id).where(ticket_model.id == ticket_id)
+    )
+    if known is not None and known != peer_ticket_id:
+        raise ValueError(
+            f"the peer answered with ticket {peer_ticket_id}, but ticket {ticket_id} is linked "
+            f"to {known}"
+        )
+
+
+class MessageSender:
+    """Sends `message` events with the generated `postMessage` of the peer's tag."""
+
+    def __init__(
+        self,
+        *,
+        client: AuthenticatedClient,
+        post_message: PostMessage,
+        clock: Clock,
+        ticket_model: type[TicketColumns],
+        message_model: type[MessageColumns],
+    ) -> None:
+        self.client = client
+        self.post_message = post_message
+        self.clock = clock
+        self.ticket_model = ticket_model
+        self.message_model = message_model
+
+    async def send(self, event: ClaimedEvent) -> Outcome:
+        body = MessageRequest.from_dict(with_peer_ticket(event.payload, event.peer_ticket_id))
+        response = await self.post_message(client=self.client, body=body)
+        return outcome_of(response, expected=MessageAccepted, now=self.clock.now())
+
+    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
+        assert isinstance(result, MessageAccepted)
+        message = self.message_model
+        await session.execute(
+            update(message)
+            .where(message.id == uuid.UUID(event.payload["message_id"]))
+            .values(external_message_id=result.message_id)
+        )
+        await record_peer_ticket_id(session, self.ticket_model, event.ticket_id, result.ticket_id)
+
+
+class StatusSender:
+    """Sends `status` events with the generated `postStatus` of the peer's tag."""
+
+    def __init__(
+        self,
+        *,
+        client: AuthenticatedClient,
+        post_status: PostStatus,
+        clock: Clock,
+        ticket_model: type[TicketColumns],
+    ) -> None:
+        self.client = client
+        self.post_status = post_status
+        self.clock = clock
+        self.ticket_model = ticket_model
+
+    async def send(self, event: ClaimedEvent) -> Outcome:
+        body = StatusRequest.from_dict(with_peer_ticket(event.payload, event.peer_ticket_id))
+        response = await self.post_status(client=self.client, body=body)
+        return outcome_of(response, expected=StatusAccepted, now=self.clock.now())
+
+    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
+        assert isinstance(result, StatusAccepted)
+        await record_peer_ticket_id(session, self.ticket_model, event.ticket_id, result.ticket_id)
+
+
+def enqueue_message_event(
+    session: AsyncSession,
+    outbox_model: type[OutboxColumns],
+    *,
+    message: MessageColumns,
+    sender: SenderType,
+    now: datetime,
+    operator_name: str | None = None,
+) -> None:
+    """Announce a message written here, in the transaction that stores it."""
+    request = models.MessageRequest(
+        external_ticket_id=message.ticket_id,
+        external_message_id=message.id,
+        sender=sender,
+        message=message.body,
+        attachments=[models.Attachment.model_validate(a) for a in message.attachments] or None,
+        created_at=message.created_at,
+        operator_name=operator_name,
+    )
+    enqueue(
+        session,
+        outbox_model,
+        ticket_id=message.ticket_id,
+        kind=MESSAGE,
+        now=now,
+        payload={
+            "message_id": str(message.id),
+            "request": request.model_dump(mode="json", exclude_none=True),
+        },
+    )
+
+
+def enqueue_status_event(
+    session: AsyncSession,
+    outbox_model: type[OutboxColumns],
+    *,
+    ticket: TicketColumns,
+    now: datetime,
+) -> None:
+    """Announce the ticket's current status, in the transaction that changed it."""
+    request = models.StatusRequest(
+        external_ticket_id=ticket.id,
+        status=models.TicketStatus(ticket.status),
+        changed_at=ticket.status_changed_at,
+    )
+    enqueue(
+        session,
+        outbox_model,
+        ticket_id=ticket.id,
+        kind=STATUS,
+        now=now,
+        payload={"request": request.model_dump(mode="json", exclude_none=True)},
+    )

@@ -1,0 +1,103 @@
+"""What one backend process holds: its database, dispatcher and peer client, and their lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generated.client import AuthenticatedClient
+from integration_kit.clock import Clock
+from integration_kit.db import Database
+from integration_kit.dispatcher import Dispatcher, DispatcherConfig, EventSender
+from integration_kit.outbox import OutboxRepository
+from integration_kit.retry import RetryPolicy
+from integration_kit.settings import IntegrationSettings
+
+
+@dataclass
+class Runtime:
+    """A backend's live parts. Tests build one per app with their own clock and transports."""
+
+    settings: IntegrationSettings
+    db: Database
+    clock: Clock
+    outbox: OutboxRepository
+    peer: AuthenticatedClient
+    dispatcher: Dispatcher
+    extras: dict[str, Any] = field(default_factory=dict)
+    run_dispatcher: bool = True
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.dispatcher.stop()
+        for closer in self.closers:
+            result = closer()
+            if hasattr(result, "__await__"):
+                await result
+        await self.peer.get_async_httpx_client().aclose()
+        await self.db.dispose()
+
+
+def build_dispatcher(
+    *,
+    settings: IntegrationSettings,
+    db: Database,
+    repository: OutboxRepository,
+    senders: Mapping[str, EventSender],
+    clock: Clock,
+) -> Dispatcher:
+    """A dispatcher configured from settings and wired to wake after outbox commits."""
+    policy = RetryPolicy(
+        base_seconds=settings.retry.base_seconds,
+        cap_seconds=settings.retry.cap_seconds,
+        max_age_seconds=settings.retry.max_age_seconds,
+        jitter=settings.retry.jitter,
+    )
+    config = DispatcherConfig(
+        batch_size=settings.dispatcher_batch_size,
+        concurrency=settings.dispatcher_concurrency,
+        poll_seconds=settings.dispatcher_poll_seconds,
+        lease_seconds=settings.lease_seconds,
+        send_timeout_seconds=settings.peer_timeout_seconds,
+    )
+    dispatcher = Dispatcher(
+        db=db, repository=repository, senders=senders, policy=policy, config=config, clock=clock
+    )
+    db.on_outbox_commit(dispatcher.wake)
+    return dispatcher
+
+
+def lifespan_for(runtime: Runtime) -> Callable[[FastAPI], Any]:
+    """Start the dispatcher with the app (unless it runs as a separate worker) and stop both."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if runtime.run_dispatcher:
+            runtime.dispatcher.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    return lifespan
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session: commits after the endpoint returns, rolls back on any error."""
+    async with runtime_of(request).db.transaction() as session:
+        yield session
+
+
+# `scope="function"` commits before the response is sent: a 201 is only ever sent for stored data.
+SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]

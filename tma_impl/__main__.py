@@ -1,0 +1,3 @@
+from tma_impl.cli import run
+
+raise SystemExit(run())

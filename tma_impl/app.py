@@ -1,0 +1,96 @@
+"""Assembles the TMA: runtime (database, CRM client, Bot API, dispatcher) and the FastAPI app."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from generated.client.api.crm import post_message, post_status
+from integration_kit.clock import Clock, SystemClock
+from integration_kit.db import Database
+from integration_kit.dispatcher import EventSender
+from integration_kit.health import router as health_router
+from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
+from integration_kit.outbox import OutboxRepository
+from integration_kit.peer import make_peer_client
+from integration_kit.problems import install_problem_handlers
+from integration_kit.runtime import Runtime, build_dispatcher, lifespan_for
+from tma_impl.integration.endpoints import integration_router
+from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
+from tma_impl.outbound import TicketCreatedSender
+from tma_impl.settings import TmaSettings
+from tma_impl.support.endpoints import support_router
+from tma_impl.support.service import TICKET_CREATED
+from tma_impl.tables import Message, Outbox, Ticket
+from tma_impl.telegram import BotApi, LogBotApi
+from tma_impl.telegram import MessageSender as BotSender
+
+
+def build_runtime(
+    settings: TmaSettings,
+    *,
+    clock: Clock | None = None,
+    peer_transport: httpx.AsyncBaseTransport | None = None,
+    bot_transport: httpx.AsyncBaseTransport | None = None,
+) -> Runtime:
+    """The TMA's live parts; tests pass their own clock, a transport to the CRM app and one to a
+    fake Bot API."""
+    clock = clock or SystemClock()
+    db = Database(settings.resolved_database_url("tma"))
+    peer = make_peer_client(
+        base_url=settings.peer_url,
+        token=settings.peer_token,
+        timeout_seconds=settings.peer_timeout_seconds,
+        transport=peer_transport,
+    )
+    closers = []
+    bot: BotSender
+    if settings.bot_token:
+        bot_http = httpx.AsyncClient(transport=bot_transport, timeout=settings.peer_timeout_seconds)
+        closers.append(bot_http.aclose)
+        bot = BotApi(http=bot_http, base_url=settings.bot_api_base_url, token=settings.bot_token)
+    else:
+        bot = LogBotApi()  # development without a bot: notifications go to the log
+    repository = OutboxRepository(Outbox, Ticket)
+    senders: dict[str, EventSender] = {
+        TICKET_CREATED: TicketCreatedSender(client=peer, clock=clock),
+        MESSAGE: MessageSender(
+            client=peer,
+            post_message=post_message.asyncio_detailed,
+            clock=clock,
+            ticket_model=Ticket,
+            message_model=Message,
+        ),
+        STATUS: StatusSender(
+            client=peer, post_status=post_status.asyncio_detailed, clock=clock, ticket_model=Ticket
+        ),
+        NOTIFY_REPLY: ReplyNotificationSender(bot=bot, webapp_url=settings.webapp_url),
+    }
+    dispatcher = build_dispatcher(
+        settings=settings, db=db, repository=repository, senders=senders, clock=clock
+    )
+    return Runtime(
+        settings=settings,
+        db=db,
+        clock=clock,
+        outbox=repository,
+        peer=peer,
+        dispatcher=dispatcher,
+        closers=list(closers),
+    )
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Mini App support",
+        lifespan=lifespan_for(runtime),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(integration_router(runtime))
+    app.include_router(support_router(runtime))
+    app.include_router(health_router)
+    return app

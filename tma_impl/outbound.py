@@ -1,0 +1,40 @@
+"""The TMA's one event the CRM side does not have: a ticket created in the Mini App."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generated.client import AuthenticatedClient
+from generated.client.api.crm import create_ticket
+from generated.client.models import CreateTicketRequest, TicketAccepted
+from integration_kit.clock import Clock
+from integration_kit.outbound import outcome_of, record_peer_ticket_id
+from integration_kit.outbox import ClaimedEvent
+from integration_kit.retry import Outcome
+from tma_impl.tables import Message, Ticket
+
+
+class TicketCreatedSender:
+    """Sends `ticket_created` with `createTicket`; stores the CRM's ticket and message ids."""
+
+    def __init__(self, *, client: AuthenticatedClient, clock: Clock) -> None:
+        self.client = client
+        self.clock = clock
+
+    async def send(self, event: ClaimedEvent) -> Outcome:
+        body = CreateTicketRequest.from_dict(event.payload["request"])
+        response = await create_ticket.asyncio_detailed(client=self.client, body=body)
+        return outcome_of(response, expected=TicketAccepted, now=self.clock.now())
+
+    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
+        assert isinstance(result, TicketAccepted)
+        await record_peer_ticket_id(session, Ticket, event.ticket_id, result.ticket_id)
+        await session.execute(
+            update(Message)
+            .where(Message.id == uuid.UUID(event.payload["message_id"]))
+            .values(external_message_id=result.message_id)
+        )

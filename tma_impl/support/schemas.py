@@ -1,0 +1,71 @@
+"""Shapes of the Mini App's user API (the TMA's own API, not part of the integration contract)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from generated.models import Attachment, TicketStatus
+
+Body = Annotated[str, Field(min_length=1, max_length=4096)]
+Attachments = Annotated[list[Attachment], Field(max_length=10)]
+
+
+class NewTicket(BaseModel):
+    """A ticket with its first message. The client makes both ids: a retry creates nothing new."""
+
+    id: uuid.UUID
+    subject: Annotated[str, Field(min_length=1, max_length=255)]
+    message: Body
+    message_id: uuid.UUID
+    attachments: Attachments = []
+
+
+class NewMessage(BaseModel):
+    id: uuid.UUID
+    message: Body
+    attachments: Attachments = []
+
+
+class UserStatus(StrEnum):
+    """What a user may do to their ticket: close it or reopen it."""
+
+    open = "open"
+    closed = "closed"
+
+
+class StatusChange(BaseModel):
+    status: UserStatus
+
+
+class TicketOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    subject: str
+    status: TicketStatus
+    created_at: datetime
+    updated_at: datetime
+    # Whether the CRM has acknowledged the ticket (its id is known here).
+    synced: bool = False
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    sender_type: str
+    operator_name: str | None
+    body: str
+    attachments: list[dict[str, Any]]
+    created_at: datetime
+    delivered: bool = False
+
+
+class Conversation(BaseModel):
+    ticket: TicketOut
+    messages: list[MessageOut]

@@ -1,0 +1,218 @@
+"""What Mini App users do: open tickets, read and write messages, close and reopen.
+
+Every write stores its outbox event in the same transaction, so the CRM hears of it even if it is
+down right now. Client-made ids make every write idempotent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generated.models import (
+    Attachment,
+    CreateTicketRequest,
+    Customer,
+    SenderType,
+    TicketStatus,
+)
+from integration_kit.clock import Clock
+from integration_kit.inbound import (
+    attachments_json,
+    reject_telegram_file_urls,
+    reopen_on_customer_message,
+)
+from integration_kit.outbound import enqueue_message_event, enqueue_status_event
+from integration_kit.outbox import enqueue
+from integration_kit.problems import CONFLICT, NOT_FOUND, ProblemError
+from tma_impl import telegram
+from tma_impl.tables import Message, Outbox, TelegramUser, Ticket
+
+TICKET_CREATED = "ticket_created"
+
+
+def _conflict(detail: str) -> ProblemError:
+    return ProblemError(409, CONFLICT, "Conflict", detail)
+
+
+async def remember_user(
+    session: AsyncSession, user: telegram.TelegramUser, *, clock: Clock
+) -> TelegramUser:
+    """Store or refresh the user as their latest initData describes them."""
+    row = await session.get(TelegramUser, user.id)
+    if row is None:
+        row = TelegramUser(id=user.id)
+        session.add(row)
+    row.first_name = user.first_name[:64]
+    row.last_name = user.last_name[:64] if user.last_name else None
+    row.username = user.username[:32] if user.username else None
+    row.language_code = user.language_code[:35] if user.language_code else None
+    row.updated_at = clock.now()
+    return row
+
+
+def customer_of(user: TelegramUser) -> Customer:
+    return Customer(
+        telegram_user_id=user.id,
+        first_name=user.first_name or "-",
+        last_name=user.last_name,
+        username=user.username or None,
+        language_code=user.language_code,
+    )
+
+
+async def open_ticket(
+    session: AsyncSession,
+    *,
+    user: telegram.TelegramUser,
+    ticket_id: uuid.UUID,
+    subject: str,
+    body: str,
+    message_id: uuid.UUID,
+    attachments: list[Attachment],
+    clock: Clock,
+) -> tuple[Ticket, bool]:
+    """Open a ticket with its first message; a retry with the same ids returns the same ticket."""
+    reject_telegram_file_urls(attachments)
+    existing = await session.get(Ticket, ticket_id)
+    if existing is not None:
+        if existing.telegram_user_id != user.id or existing.subject != subject:
+            raise _conflict(f"Ticket {ticket_id} already exists with other content.")
+        return existing, False
+    if await session.scalar(select(Message).where(Message.id == message_id)) is not None:
+        raise _conflict(f"Message id {message_id} is already used.")
+    owner = await remember_user(session, user, clock=clock)
+    await session.flush()
+    now = clock.now()
+    ticket = Ticket(
+        id=ticket_id,
+        subject=subject,
+        status=TicketStatus.open,
+        status_changed_at=now,
+        created_at=now,
+        updated_at=now,
+        telegram_user_id=owner.id,
+    )
+    message = Message(
+        id=message_id,
+        ticket_id=ticket_id,
+        sender_type=SenderType.tma,
+        body=body,
+        attachments=attachments_json(attachments),
+        created_at=now,
+    )
+    session.add(ticket)
+    await session.flush()  # no ORM relationship orders the inserts; the ticket must exist first
+    session.add(message)
+    request = CreateTicketRequest(
+        external_ticket_id=ticket_id,
+        subject=subject,
+        message=body,
+        external_message_id=message_id,
+        attachments=attachments or None,
+        customer=customer_of(owner),
+        created_at=now,
+    )
+    enqueue(
+        session,
+        Outbox,
+        ticket_id=ticket_id,
+        kind=TICKET_CREATED,
+        now=now,
+        payload={
+            "message_id": str(message_id),
+            "request": request.model_dump(mode="json", exclude_none=True),
+        },
+    )
+    return ticket, True
+
+
+async def users_ticket(session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID) -> Ticket:
+    """The user's own ticket; someone else's answers 404 like a missing one."""
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None or ticket.telegram_user_id != user_id:
+        raise ProblemError(404, NOT_FOUND, "Not found", f"You have no ticket {ticket_id}.")
+    return ticket
+
+
+async def my_tickets(session: AsyncSession, *, user_id: int) -> Sequence[Ticket]:
+    rows = await session.scalars(
+        select(Ticket).where(Ticket.telegram_user_id == user_id).order_by(Ticket.updated_at.desc())
+    )
+    return rows.all()
+
+
+async def conversation(
+    session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID
+) -> tuple[Ticket, Sequence[Message]]:
+    ticket = await users_ticket(session, user_id=user_id, ticket_id=ticket_id)
+    rows = await session.scalars(
+        select(Message).where(Message.ticket_id == ticket.id).order_by(Message.seq)
+    )
+    return ticket, rows.all()
+
+
+async def write_message(
+    session: AsyncSession,
+    *,
+    user: telegram.TelegramUser,
+    ticket_id: uuid.UUID,
+    message_id: uuid.UUID,
+    body: str,
+    attachments: list[Attachment],
+    clock: Clock,
+) -> tuple[Message, bool]:
+    """Add the user's message; on a closed ticket it reopens it (on both sides, same rule)."""
+    reject_telegram_file_urls(attachments)
+    ticket = await users_ticket(session, user_id=user.id, ticket_id=ticket_id)
+    existing = await session.scalar(select(Message).where(Message.id == message_id))
+    if existing is not None:
+        if existing.ticket_id != ticket.id or existing.body != body:
+            raise _conflict(f"Message {message_id} already exists with other content.")
+        return existing, False
+    now = clock.now()
+    message = Message(
+        id=message_id,
+        ticket_id=ticket.id,
+        sender_type=SenderType.tma,
+        body=body,
+        attachments=attachments_json(attachments),
+        created_at=now,
+    )
+    session.add(message)
+    reopen_on_customer_message(ticket, at=now)
+    ticket.updated_at = now
+    enqueue_message_event(session, Outbox, message=message, sender=SenderType.tma, now=now)
+    return message, True
+
+
+async def set_status(
+    session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID, status: TicketStatus, clock: Clock
+) -> Ticket:
+    """Close or reopen the user's ticket and tell the CRM (nothing is sent if unchanged)."""
+    ticket = await users_ticket(session, user_id=user_id, ticket_id=ticket_id)
+    if ticket.status == status.value or (
+        status is TicketStatus.open and ticket.status == TicketStatus.in_progress
+    ):
+        return ticket
+    now = clock.now()
+    ticket.status, ticket.status_changed_at, ticket.updated_at = status.value, now, now
+    enqueue_status_event(session, Outbox, ticket=ticket, now=now)
+    return ticket
+
+
+def message_view(message: Message) -> dict[str, Any]:
+    """A message as the Mini App shows it: delivered once the other side's id is known."""
+    return {
+        "id": message.id,
+        "sender_type": message.sender_type,
+        "operator_name": message.operator_name,
+        "body": message.body,
+        "attachments": message.attachments,
+        "created_at": message.created_at,
+        "delivered": message.external_message_id is not None,
+    }
