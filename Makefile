@@ -36,3 +36,11 @@ contract: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
+
+# Both backends on loopback (TMA :8000, CRM :8001) with SQLite in ./data, until Ctrl-C.
+run: $(STAMP)
+	$(BIN)/python scripts/run_local.py
+
+# Start both, play a scripted conversation through their APIs, print both databases, exit.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from integration_kit.settings import IntegrationSettings
 
@@ -15,6 +17,8 @@ class CrmSettings(IntegrationSettings):
 
     port: int = 8001
     # Development defaults so `make run` works out of the box; refused outside development.
-    inbound_tokens: list[str] = Field(default_factory=lambda: ["dev-tma-to-crm"])
+    inbound_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["dev-tma-to-crm"]
+    )
     peer_url: str = "http://127.0.0.1:8000"
     peer_token: str = "dev-crm-to-tma"

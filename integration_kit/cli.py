@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from integration_kit.migrate import upgrade
 from integration_kit.runtime import Runtime
@@ -72,10 +73,15 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     backend.add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request URL at INFO; the Bot API's URL carries the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = backend.load_settings()
     except ValidationError as exc:
         print(f"error: invalid settings: {_validation_summary(exc)}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
         return 2
     try:
         if args.command == "serve":

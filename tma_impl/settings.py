@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from integration_kit.settings import PLACEHOLDERS, Environment, IntegrationSettings
 from tma_impl.telegram import DEFAULT_BOT_API_BASE_URL
@@ -18,7 +18,9 @@ class TmaSettings(IntegrationSettings):
 
     port: int = 8000
     # Development defaults so `make run` works out of the box; refused outside development.
-    inbound_tokens: list[str] = Field(default_factory=lambda: ["dev-crm-to-tma"])
+    inbound_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["dev-crm-to-tma"]
+    )
     peer_url: str = "http://127.0.0.1:8001"
     peer_token: str = "dev-tma-to-crm"
 
