@@ -39,8 +39,8 @@ clean:
 
 # Both backends on loopback (TMA :8000, CRM :8001) with SQLite in ./data, until Ctrl-C.
 run: $(STAMP)
-	$(BIN)/python scripts/run_local.py
+	$(BIN)/python -m scripts.run_local
 
 # Start both, play a scripted conversation through their APIs, print both databases, exit.
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo

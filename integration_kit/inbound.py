@@ -236,6 +236,7 @@ async def receive_message(
         ticket_model,
         ticket_id=request.ticket_id,
         external_ticket_id=request.external_ticket_id,
+        for_update=True,  # two API processes must not interleave read-modify-write of a ticket
     )
     message, created = await store_inbound_message(
         session,
@@ -265,6 +266,7 @@ async def receive_status(
         ticket_model,
         ticket_id=request.ticket_id,
         external_ticket_id=request.external_ticket_id,
+        for_update=True,  # two API processes must not interleave read-modify-write of a ticket
     )
     applied = apply_status(ticket, request)
     return StatusAccepted(

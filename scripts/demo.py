@@ -4,7 +4,6 @@ print what each side stores (ids linked both ways), and exit 0 when it all arriv
 from __future__ import annotations
 
 import sqlite3
-import sys
 import tempfile
 import time
 import uuid
@@ -14,9 +13,7 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from local_stack import Stack, free_port, local_stack, run_command
+from scripts.local_stack import Stack, free_port, local_stack, run_command
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:

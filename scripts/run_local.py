@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from local_stack import ROOT, local_stack, run_command
+from scripts.local_stack import ROOT, local_stack, run_command
 
 
 def main() -> int:
