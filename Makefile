@@ -44,3 +44,7 @@ run: $(STAMP)
 # Start both, play a scripted conversation through their APIs, print both databases, exit.
 demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
+
+# Delivery figures on this machine, each beside a baseline (DESIGN §8); not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py

@@ -10,15 +10,14 @@ from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
 from generated.client.api.tma import post_message, post_status
+from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
-from integration_kit.health import router as health_router
 from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
-from integration_kit.problems import install_problem_handlers
-from integration_kit.runtime import Runtime, build_dispatcher, lifespan_for
+from integration_kit.runtime import Runtime, build_dispatcher
 
 
 def build_runtime(
@@ -58,16 +57,8 @@ def build_runtime(
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
+    return create_backend_app(
+        runtime,
         title="CRM helpdesk",
-        lifespan=lifespan_for(runtime),
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
+        routers=[integration_router(runtime), operator_router(runtime)],
     )
-    app.state.runtime = runtime
-    install_problem_handlers(app)
-    app.include_router(integration_router(runtime))
-    app.include_router(operator_router(runtime))
-    app.include_router(health_router)
-    return app

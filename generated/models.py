@@ -45,10 +45,12 @@ class Attachment(BaseModel):
             examples=['https://files.example.com/u/42/screenshot.png'],
             max_length=2048,
             min_length=9,
-            pattern='^https://[^\\s]+$',
+            pattern='^https://[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+$',
         ),
     ]
-    file_name: Annotated[str, Field(examples=['screenshot.png'], max_length=255, min_length=1)]
+    file_name: Annotated[
+        str, Field(examples=['screenshot.png'], max_length=255, min_length=1, pattern='^[^\\x00]*$')
+    ]
     mime_type: Annotated[
         str,
         Field(
@@ -78,8 +80,12 @@ class Customer(BaseModel):
         populate_by_name=True,
     )
     telegram_user_id: Annotated[int, Field(examples=[123456789], ge=1, le=9007199254740991)]
-    first_name: Annotated[str, Field(examples=['Anna'], max_length=64, min_length=1)]
-    last_name: Annotated[str | None, Field(examples=['Ivanova'], max_length=64)] = None
+    first_name: Annotated[
+        str, Field(examples=['Anna'], max_length=64, min_length=1, pattern='^[^\\x00]*$')
+    ]
+    last_name: Annotated[
+        str | None, Field(examples=['Ivanova'], max_length=64, pattern='^[^\\x00]*$')
+    ] = None
     username: Annotated[
         str | None,
         Field(examples=['anna_iv'], max_length=32, min_length=1, pattern='^[A-Za-z0-9_]+$'),
@@ -105,7 +111,13 @@ class CreateTicketRequest(BaseModel):
         Field(description="The TMA's id of the ticket; the idempotency key of this operation."),
     ]
     subject: Annotated[
-        str, Field(examples=['Payment did not go through'], max_length=255, min_length=1)
+        str,
+        Field(
+            examples=['Payment did not go through'],
+            max_length=255,
+            min_length=1,
+            pattern='^[^\\x00]*$',
+        ),
     ]
     message: Annotated[
         str,
@@ -114,6 +126,7 @@ class CreateTicketRequest(BaseModel):
             examples=['I paid for the order but it still says unpaid.'],
             max_length=4096,
             min_length=1,
+            pattern='^[^\\x00]*$',
         ),
     ]
     external_message_id: Annotated[UUID, Field(description="The TMA's id of the first message.")]
@@ -154,7 +167,7 @@ class MessageRequest(BaseModel):
         Field(description="The sender's id of the message; with `sender`, the idempotency key."),
     ]
     sender: SenderType
-    message: Annotated[str, Field(max_length=4096, min_length=1)]
+    message: Annotated[str, Field(max_length=4096, min_length=1, pattern='^[^\\x00]*$')]
     attachments: Annotated[list[Attachment] | None, Field(max_length=10)] = None
     created_at: AwareDatetime
     operator_name: Annotated[
@@ -163,6 +176,7 @@ class MessageRequest(BaseModel):
             description='Display name of the operator who wrote a CRM reply.',
             max_length=128,
             min_length=1,
+            pattern='^[^\\x00]*$',
         ),
     ] = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import Request
 
@@ -31,13 +31,16 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def require_bearer(accepted: Callable[[], Sequence[str]]) -> Callable[[Request], None]:
+def require_bearer(
+    accepted: Callable[[], Sequence[str]],
+) -> Callable[[Request], Awaitable[None]]:
     """A FastAPI dependency that answers 401 problem+json unless the token is accepted.
 
     `accepted` is called per request, so rotated tokens take effect with the settings object.
     """
 
-    def dependency(request: Request) -> None:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
+    async def dependency(request: Request) -> None:
         token = bearer_token(request)
         if token is None or not token_matches(token, accepted()):
             raise ProblemError(

@@ -72,9 +72,14 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     outbox_sub.add_parser("purge", help="delete delivered events older than the retention")
     backend.add_commands(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every request URL at INFO; the Bot API's URL carries the bot token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Configure logging only where nobody has yet (a fresh process), as basicConfig itself does: a
+    # host that calls main() in-process (tests) keeps its own logging set-up.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        # httpx logs every request URL at INFO; the Bot API's URL carries the bot token.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = backend.load_settings()
     except ValidationError as exc:

@@ -81,6 +81,7 @@ def create_engine(url: str) -> AsyncEngine:
             connect_args={"timeout": 30},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
@@ -92,6 +93,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # Transactions are begun by us (`_sqlite_begin`), not by the driver: pysqlite and aiosqlite
+    # only BEGIN before an INSERT/UPDATE/DELETE, so a SAVEPOINT issued before any write began
+    # the transaction itself and releasing it committed it; a request that failed after such a
+    # savepoint left its first write committed without the rest (say, a message without its
+    # outbox row).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE takes the write lock at once (waiting up to busy_timeout): a deferred transaction
+    # that read first would fail outright with SQLITE_BUSY when it came to write after another
+    # process (an API process beside a worker) had committed meanwhile.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:

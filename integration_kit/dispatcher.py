@@ -15,7 +15,7 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -177,11 +177,31 @@ class Dispatcher:
                     if not isinstance(outcome, Delivered | Dropped):
                         return  # order: nothing behind a failed event goes before it
 
-        await asyncio.gather(*(send_stream(batch) for batch in streams.values()))
+        # While the round sends, its leases are kept alive: an event sent early in a round whose
+        # slowest delivery outlasts the lease would otherwise be taken and sent again by another
+        # worker; only a crashed worker's leases expire. The keeper stops before the settle,
+        # which updates the same rows (both at once could deadlock on PostgreSQL).
+        keeper = asyncio.create_task(self._keep_leases([event.id for event in events]))
+        try:
+            await asyncio.gather(*(send_stream(batch) for batch in streams.values()))
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         attempted = {event.id for event, _ in results}
         unattempted = [event.id for event in events if event.id not in attempted]
         await self._settle(results, unattempted)
         return len(results)
+
+    async def _keep_leases(self, ids: list[int]) -> None:
+        interval = self.config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            until = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
+            try:
+                async with self.db.transaction() as session:
+                    await self.repository.renew(session, ids, owner=self.owner, until=until)
+            except Exception:
+                log.exception("renewing the leases of a running round failed")
 
     async def _send(self, event: ClaimedEvent) -> Outcome:
         sender = self.senders.get(event.kind)
@@ -197,6 +217,14 @@ class Dispatcher:
     ) -> None:
         now = self.clock.now()
         recovered: set[str] = set()
+        # A channel that answered anything this round is up: an event failing there fails on its
+        # own (a peer bug on that payload, say) and keeps its backoff, instead of being woken by
+        # every success of the others and retried round after round.
+        answered = {
+            event.channel
+            for event, outcome in results
+            if not (isinstance(outcome, RetryLater) and outcome.failure == Failure.unavailable)
+        }
         async with self.db.transaction() as session:
             delivered: list[int] = []
             for event, outcome in results:
@@ -206,6 +234,8 @@ class Dispatcher:
                         if self._channel_failing[event.channel]:
                             recovered.add(event.channel)
                 elif isinstance(outcome, RetryLater):
+                    if outcome.failure == Failure.unavailable and event.channel in answered:
+                        outcome = replace(outcome, failure=Failure.failing)
                     await self._record_retry(session, event, outcome, now)
                 elif isinstance(outcome, Dropped):
                     await self.repository.mark_dropped(

@@ -1,17 +1,33 @@
-"""Liveness, readiness and Prometheus metrics for operators; not part of the contract."""
+"""Liveness, readiness and Prometheus metrics for operators; not part of the contract.
+
+- `/health/live`: the process serves requests (restart it if not).
+- `/health/ready`: it can do its work: the database answers in time, and the in-process dispatcher
+  runs where it should (take it out of the load balancer if not).
+- `/metrics`: delivery counters of this process and the outbox as the database holds it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
-from sqlalchemy import text
+from sqlalchemy import select
 
+from integration_kit.retry import Failure
 from integration_kit.runtime import Runtime, runtime_of
+from integration_kit.schema import OutboxState
+
+log = logging.getLogger(__name__)
+
+# A probe must answer before the orchestrator's own timeout: a database that hangs is not ready.
+DATABASE_CHECK_SECONDS = 3.0
 
 router = APIRouter(tags=["operations"])
 
@@ -24,14 +40,18 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    """The database answers (and the in-process dispatcher runs, where it should)."""
+    """The database answers with its schema in place (and the in-process dispatcher runs, where
+    it should)."""
     runtime = runtime_of(request)
     checks: dict[str, str] = {}
+    outbox = runtime.outbox.model
     try:
-        async with runtime.db.sessions() as session:
-            await session.execute(text("SELECT 1"))
+        async with asyncio.timeout(DATABASE_CHECK_SECONDS), runtime.db.sessions() as session:
+            # The outbox table, not just SELECT 1: a database that was never migrated is not ready.
+            await session.execute(select(outbox.id).limit(1))
         checks["database"] = "ok"
     except Exception as exc:
+        # The exception's class only: its text may carry the database URL.
         checks["database"] = f"failing: {type(exc).__name__}"
     if runtime.run_dispatcher:
         checks["dispatcher"] = "ok" if runtime.dispatcher.running else "stopped"
@@ -43,26 +63,43 @@ async def ready(request: Request) -> JSONResponse:
 
 
 class _OutboxCollector(Collector):
-    def __init__(self, runtime: Runtime, stats: dict[str, float]) -> None:
+    def __init__(self, runtime: Runtime, stats: dict[str, float] | None) -> None:
         self.runtime = runtime
         self.db_stats = stats
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         counters = self.runtime.dispatcher.stats
         for name, value, doc in [
-            ("outbox_delivered", counters.delivered, "Events delivered by this process."),
-            ("outbox_retried", counters.retried, "Failed attempts scheduled for retry."),
+            ("outbox_delivered", counters.delivered, "Events this process delivered."),
+            ("outbox_retried", counters.retried, "Failed attempts this process scheduled again."),
             ("outbox_dead", counters.dead, "Events this process parked as dead."),
+            ("outbox_dropped", counters.dropped, "Events the receiver refused for good (skipped)."),
         ]:
             family = CounterMetricFamily(name, doc)
             family.add_metric([], float(value))
             yield family
+        by_failure = CounterMetricFamily(
+            "outbox_retried_by_failure",
+            "Failed attempts scheduled again, by why they failed.",
+            labels=["failure"],
+        )
+        failures = {Failure.unavailable, Failure.failing, Failure.throttled, Failure.not_known}
+        for failure in sorted(failures | set(counters.by_failure)):
+            by_failure.add_metric([failure], float(counters.by_failure.get(failure, 0)))
+        yield by_failure
+
+        up = GaugeMetricFamily("outbox_database_up", "1 if the outbox could be read just now.")
+        up.add_metric([], 0.0 if self.db_stats is None else 1.0)
+        yield up
+        if self.db_stats is None:
+            return  # no figures rather than wrong ones
         events = GaugeMetricFamily("outbox_events", "Outbox events by state.", labels=["state"])
-        for state in ("pending", "delivered", "dead", "skipped"):
-            events.add_metric([state], self.db_stats.get(state, 0.0))
+        for state in OutboxState:
+            events.add_metric([state.value], self.db_stats.get(state.value, 0.0))
         yield events
         oldest = GaugeMetricFamily(
-            "outbox_oldest_pending_age_seconds", "Age of the oldest pending event."
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest event not yet delivered (0 when none is pending).",
         )
         oldest.add_metric([], self.db_stats.get("oldest_pending_age_seconds", 0.0))
         yield oldest
@@ -70,10 +107,15 @@ class _OutboxCollector(Collector):
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Delivery health in Prometheus text format."""
+    """Delivery health in Prometheus text format; counters still come if the database is down."""
     runtime = runtime_of(request)
-    async with runtime.db.sessions() as session:
-        stats = await runtime.outbox.stats(session, now=runtime.clock.now())
+    stats: dict[str, float] | None
+    try:
+        async with asyncio.timeout(DATABASE_CHECK_SECONDS), runtime.db.sessions() as session:
+            stats = await runtime.outbox.stats(session, now=runtime.clock.now())
+    except Exception as exc:
+        log.warning("metrics: the outbox could not be read: %s", type(exc).__name__)
+        stats = None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_OutboxCollector(runtime, stats))
-    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -102,7 +102,10 @@ class MessageSender:
             .where(message.id == uuid.UUID(event.payload["message_id"]))
             .values(external_message_id=result.message_id)
         )
-        await record_peer_ticket_id(session, self.ticket_model, event.ticket_id, result.ticket_id)
+        if result.ticket_id != event.peer_ticket_id:  # else the link is stored already
+            await record_peer_ticket_id(
+                session, self.ticket_model, event.ticket_id, result.ticket_id
+            )
 
 
 class StatusSender:
@@ -128,7 +131,10 @@ class StatusSender:
 
     async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
         assert isinstance(result, StatusAccepted)
-        await record_peer_ticket_id(session, self.ticket_model, event.ticket_id, result.ticket_id)
+        if result.ticket_id != event.peer_ticket_id:  # else the link is stored already
+            await record_peer_ticket_id(
+                session, self.ticket_model, event.ticket_id, result.ticket_id
+            )
 
 
 def enqueue_message_event(

@@ -245,6 +245,23 @@ class OutboxRepository:
         )
         return {row[0]: row[1] for row in rows.all()}
 
+    async def renew(
+        self, session: AsyncSession, ids: Sequence[int], *, owner: str, until: datetime
+    ) -> None:
+        """Extend the leases this owner still holds on pending events (a round still running)."""
+        if not ids:
+            return
+        outbox = self.model
+        await session.execute(
+            update(outbox)
+            .where(
+                outbox.id.in_(ids),
+                outbox.lease_owner == owner,
+                outbox.state == OutboxState.pending,
+            )
+            .values(lease_expires_at=until)
+        )
+
     async def release(self, session: AsyncSession, ids: Sequence[int], *, owner: str) -> None:
         """Give back leases without an attempt (shutdown, or behind a failed event)."""
         if not ids:

@@ -2,10 +2,64 @@
 
 from __future__ import annotations
 
+import json
+from http import HTTPStatus
+
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from generated.client import AuthenticatedClient
+
+PROBLEM_JSON = "application/problem+json"
+_BODY_HEADERS = {"content-type", "content-length", "content-encoding", "transfer-encoding"}
+
+
+class ErrorsAsProblems(httpx.AsyncBaseTransport):
+    """Turns an error answer that is not problem+json into one, keeping status and headers.
+
+    The peer answers errors as problem+json, but a proxy in front of it (a load balancer, nginx)
+    answers with HTML or nothing. The generated client fails to parse that and the status and
+    Retry-After are lost: a proxy's 503 was not waited out, and its 404 or 413 was retried for
+    days instead of going dead.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if response.status_code < 400 or media_type == PROBLEM_JSON:
+            return response
+        try:
+            text = (await response.aread()).decode("utf-8", "replace")
+        finally:
+            await response.aclose()
+        try:
+            title = HTTPStatus(response.status_code).phrase
+        except ValueError:
+            title = "Error"
+        problem: dict[str, object] = {
+            "type": "about:blank",
+            "title": title,
+            "status": response.status_code,
+        }
+        if text.strip():
+            problem["detail"] = " ".join(text.split())[:200]
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _BODY_HEADERS
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=[*headers, ("content-type", PROBLEM_JSON)],
+            content=json.dumps(problem).encode(),
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def make_peer_client(
@@ -26,5 +80,5 @@ def make_peer_client(
         token=token,
         timeout=httpx.Timeout(timeout_seconds),
         raise_on_unexpected_status=False,
-        httpx_args={"transport": transport or AiohttpTransport()},
+        httpx_args={"transport": ErrorsAsProblems(transport or AiohttpTransport())},
     )

@@ -163,19 +163,32 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
+        too_large = started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            # FastAPI catches the error raised while it reads the body and answers 400; once the
+            # body is cut off, that answer is replaced by the 413 below.
+            if too_large and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLarge:
+            pass
+        if too_large and not started:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:

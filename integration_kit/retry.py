@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -20,6 +20,9 @@ class Failure:
     unavailable = "unavailable"  # 5xx, timeout, connection error, 408, 425
     throttled = "throttled"  # 429: the peer asked us to slow down; its Retry-After stands
     not_known = "not_known"  # 404 ticket-not-known: the ticket has not reached the peer yet
+    # An `unavailable` answer to one event while the peer answered others in the same round: the
+    # failure is the event's own, so the peer's recovery does not cut its backoff short.
+    failing = "failing"
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,14 @@ class RetryPolicy:
     jitter: float = 0.2
 
     def delay(self, attempts: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after the `attempts`-th failed attempt (1-based)."""
+        """Seconds to wait after the `attempts`-th failed attempt (1-based): base * 2^(n-1) plus
+        up to `jitter` of it, never more than the cap."""
         exponent = min(max(attempts - 1, 0), 60)
-        delay = min(self.cap_seconds, self.base_seconds * 2.0**exponent)
         # Jitter spreads retries of many events so they do not hit a recovering peer together.
-        return delay * (1 + self.jitter * (rng or random).random())
+        # Near the cap the band moves down, [cap / (1 + jitter), cap], so it still spreads them
+        # and the cap stays the longest wait.
+        ceiling = min(self.cap_seconds, self.base_seconds * 2.0**exponent * (1 + self.jitter))
+        return ceiling / (1 + self.jitter) * (1 + self.jitter * (rng or random).random())
 
     def next_attempt(
         self,
@@ -99,6 +105,8 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if moment.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are in UTC
+        moment = moment.replace(tzinfo=UTC)
     return max((moment - now).total_seconds(), 0.0)
 
 
@@ -109,7 +117,10 @@ def _problem(content: bytes) -> tuple[str, str]:
         return "", ""
     if not isinstance(body, dict):
         return "", ""
-    return str(body.get("type", "")), str(body.get("detail") or body.get("title") or "")
+    problem_type = str(body.get("type", ""))
+    if problem_type == "about:blank":  # RFC 9457: no type beyond the status itself
+        problem_type = ""
+    return problem_type, str(body.get("detail") or body.get("title") or "")
 
 
 def classify_failure(

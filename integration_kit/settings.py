@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "token", "placeholder", "xxx", "todo"}
@@ -17,21 +17,26 @@ class Environment(StrEnum):
     production = "production"
 
 
-class RetrySettings(BaseSettings):
-    """How the dispatcher retries a failed delivery (DESIGN §5)."""
+class RetrySettings(BaseModel):
+    """How the dispatcher retries a failed delivery (DESIGN §5); set as <PREFIX>RETRY__<FIELD>."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # A plain model, not BaseSettings: that would also read unprefixed JITTER, CAP_SECONDS, ...
+    # from the environment. Forbid unknown keys so a misspelt TMA_RETRY__... fails at start.
+    model_config = ConfigDict(extra="forbid")
 
     base_seconds: float = Field(1.0, gt=0, description="First retry delay.")
     cap_seconds: float = Field(600.0, gt=0, description="Longest delay between two attempts.")
-    max_age_seconds: float = Field(72 * 3600, gt=0, description="After this, an event goes dead.")
+    max_age_seconds: float = Field(72 * 3600.0, gt=0, description="After this, an event goes dead.")
     jitter: float = Field(0.2, ge=0, le=1, description="Random fraction added to each delay.")
 
 
 class IntegrationSettings(BaseSettings):
     """What every backend needs: where it stores, who may call it, whom it calls, how it retries."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
+    # hide_input_in_errors: a settings error must not print the tokens it was given.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", env_nested_delimiter="__", hide_input_in_errors=True
+    )
 
     environment: Environment = Environment.development
     database_url: str = ""
@@ -64,19 +69,40 @@ class IntegrationSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Self:
+        # The dispatcher only starts a send that can finish within its lease; a lease shorter
+        # than the peer timeout would claim and release events forever without sending any.
+        if self.lease_seconds <= self.peer_timeout_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be longer than "
+                f"peer_timeout_seconds ({self.peer_timeout_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         if self.environment is Environment.development:
             return self
         problems = []
-        if not self.inbound_tokens or any(t.lower() in PLACEHOLDERS for t in self.inbound_tokens):
+        # The development defaults are published in the repository: placeholders as well.
+        placeholders = PLACEHOLDERS | self._development_tokens()
+        if not self.inbound_tokens or any(t.lower() in placeholders for t in self.inbound_tokens):
             problems.append("inbound_tokens is empty or a placeholder")
-        if self.peer_token.lower() in PLACEHOLDERS:
+        if self.peer_token.lower() in placeholders:
             problems.append("peer_token is empty or a placeholder")
         if not self.peer_url.startswith("https://"):
             problems.append("peer_url must be https outside development")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self
+
+    @classmethod
+    def _development_tokens(cls) -> set[str]:
+        tokens: set[str] = set()
+        for name in ("inbound_tokens", "peer_token"):
+            default = cls.model_fields[name].get_default(call_default_factory=True)
+            tokens.update(default if isinstance(default, list) else [default])
+        return {token.lower() for token in tokens}
 
     def resolved_database_url(self, name: str) -> str:
         """DATABASE_URL if set, else a SQLite file `<data_dir>/<name>.db`."""

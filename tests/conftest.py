@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.databases import backends
+from tests.support.databases import backends, drop_templates
 from tests.support.pair import Pair, wired_pair
 
 
@@ -21,3 +21,7 @@ def db_kind(request: pytest.FixtureRequest) -> str:
 async def pair(db_kind: str, tmp_path: Path) -> AsyncIterator[Pair]:
     async with wired_pair(db_kind, tmp_path) as wired:
         yield wired
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_templates()

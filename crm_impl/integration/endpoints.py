@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Response
 
 from crm_impl.integration.service import receive_ticket
@@ -16,7 +18,7 @@ from generated.models import (
     TicketAccepted,
 )
 from integration_kit.auth import require_bearer
-from integration_kit.inbound import receive_message, receive_status
+from integration_kit.inbound import contract_body, receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
 
 
@@ -28,7 +30,9 @@ def integration_router(runtime: Runtime) -> APIRouter:
 
     @router.post("/tickets", status_code=201, operation_id="createTicket")
     async def create_ticket(
-        request: CreateTicketRequest, response: Response, session: SessionDep
+        request: Annotated[CreateTicketRequest, Depends(contract_body(CreateTicketRequest))],
+        response: Response,
+        session: SessionDep,
     ) -> TicketAccepted:
         answer, created = await receive_ticket(session, request=request, clock=runtime.clock)
         response.status_code = 201 if created else 200
@@ -36,7 +40,9 @@ def integration_router(runtime: Runtime) -> APIRouter:
 
     @router.post("/messages", status_code=201, operation_id="postMessage")
     async def post_message(
-        request: MessageRequest, response: Response, session: SessionDep
+        request: Annotated[MessageRequest, Depends(contract_body(MessageRequest))],
+        response: Response,
+        session: SessionDep,
     ) -> MessageAccepted:
         answer, _message, _ticket, created = await receive_message(
             session,
@@ -49,7 +55,12 @@ def integration_router(runtime: Runtime) -> APIRouter:
         return answer
 
     @router.post("/status", operation_id="postStatus")
-    async def post_status(request: StatusRequest, session: SessionDep) -> StatusAccepted:
-        return await receive_status(session, request=request, ticket_model=Ticket)
+    async def post_status(
+        request: Annotated[StatusRequest, Depends(contract_body(StatusRequest))],
+        session: SessionDep,
+    ) -> StatusAccepted:
+        return await receive_status(
+            session, request=request, ticket_model=Ticket, message_model=Message
+        )
 
     return router

@@ -48,7 +48,8 @@ class ReplyIn(BaseModel):
     """An operator's reply. `id` is optional; when sent, a retried request stores one reply."""
 
     id: uuid.UUID | None = None
-    message: Annotated[str, Field(min_length=1, max_length=4096)]
+    # No NUL: the contract refuses it (PostgreSQL cannot store it), so it stops here.
+    message: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")]
     attachments: Annotated[list[Attachment], Field(max_length=10)] = []
 
 

@@ -33,8 +33,12 @@ async def list_tickets(
     return (await session.scalars(query)).all()
 
 
-async def get_ticket(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket:
-    ticket = await session.get(Ticket, ticket_id)
+async def get_ticket(
+    session: AsyncSession, ticket_id: uuid.UUID, *, for_update: bool = False
+) -> Ticket:
+    """`for_update` before changing it: a change from the TMA applied meanwhile by another API
+    process would otherwise be overwritten from a stale read."""
+    ticket = await session.get(Ticket, ticket_id, with_for_update=for_update)
     if ticket is None:
         raise ProblemError(404, NOT_FOUND, "Not found", f"No ticket {ticket_id}.")
     return ticket
@@ -63,7 +67,7 @@ async def reply(
 ) -> tuple[Message, bool]:
     """Store an operator's reply and its outbox event together; returns (message, created)."""
     reject_telegram_file_urls(attachments)
-    ticket = await get_ticket(session, ticket_id)
+    ticket = await get_ticket(session, ticket_id, for_update=True)
     if reply_id is not None:
         existing = await session.scalar(select(Message).where(Message.id == reply_id))
         if existing is not None:
@@ -106,7 +110,7 @@ async def change_status(
     session: AsyncSession, *, ticket_id: uuid.UUID, status: TicketStatus, clock: Clock
 ) -> Ticket:
     """Set a ticket's status and announce it to the Mini App (nothing is sent if unchanged)."""
-    ticket = await get_ticket(session, ticket_id)
+    ticket = await get_ticket(session, ticket_id, for_update=True)
     if ticket.status == status.value:
         return ticket
     now = clock.now()
@@ -117,6 +121,6 @@ async def change_status(
 
 async def assign(session: AsyncSession, *, ticket_id: uuid.UUID, operator: Operator) -> Ticket:
     """Take a ticket (local to the CRM; the Mini App is not told)."""
-    ticket = await get_ticket(session, ticket_id)
+    ticket = await get_ticket(session, ticket_id, for_update=True)
     ticket.assignee_id = operator.id
     return ticket

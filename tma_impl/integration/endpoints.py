@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Response
 
 from generated.models import (
@@ -12,7 +14,7 @@ from generated.models import (
     StatusRequest,
 )
 from integration_kit.auth import require_bearer
-from integration_kit.inbound import receive_message, receive_status
+from integration_kit.inbound import contract_body, receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
 from tma_impl.notifications import enqueue_reply_notification
 from tma_impl.tables import Message, Ticket
@@ -26,7 +28,9 @@ def integration_router(runtime: Runtime) -> APIRouter:
 
     @router.post("/messages", status_code=201, operation_id="postMessage")
     async def post_message(
-        request: MessageRequest, response: Response, session: SessionDep
+        request: Annotated[MessageRequest, Depends(contract_body(MessageRequest))],
+        response: Response,
+        session: SessionDep,
     ) -> MessageAccepted:
         answer, message, ticket, created = await receive_message(
             session,
@@ -45,7 +49,12 @@ def integration_router(runtime: Runtime) -> APIRouter:
         return answer
 
     @router.post("/status", operation_id="postStatus")
-    async def post_status(request: StatusRequest, session: SessionDep) -> StatusAccepted:
-        return await receive_status(session, request=request, ticket_model=Ticket)
+    async def post_status(
+        request: Annotated[StatusRequest, Depends(contract_body(StatusRequest))],
+        session: SessionDep,
+    ) -> StatusAccepted:
+        return await receive_status(
+            session, request=request, ticket_model=Ticket, message_model=Message
+        )
 
     return router

@@ -17,8 +17,9 @@ from tma_impl.telegram import (
 )
 
 
-def current_user(request: Request) -> TelegramUser:
+async def current_user(request: Request) -> TelegramUser:
     """The Telegram user whose signed initData the request carries; 401 problem+json otherwise."""
+    # async, though it never awaits: FastAPI runs a plain `def` dependency in a worker thread.
     runtime = runtime_of(request)
     settings = runtime.settings
     assert isinstance(settings, TmaSettings)

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generated.models import Attachment, TicketStatus
 
-Body = Annotated[str, Field(min_length=1, max_length=4096)]
+# No NUL in text: the contract refuses it (PostgreSQL cannot store it), so it stops here.
+NO_NUL = r"^[^\x00]*$"
+Body = Annotated[str, Field(min_length=1, max_length=4096, pattern=NO_NUL)]
 Attachments = Annotated[list[Attachment], Field(max_length=10)]
 
 
@@ -19,7 +21,7 @@ class NewTicket(BaseModel):
     """A ticket with its first message. The client makes both ids: a retry creates nothing new."""
 
     id: uuid.UUID
-    subject: Annotated[str, Field(min_length=1, max_length=255)]
+    subject: Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)]
     message: Body
     message_id: uuid.UUID
     attachments: Attachments = []

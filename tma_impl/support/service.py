@@ -131,9 +131,15 @@ async def open_ticket(
     return ticket, True
 
 
-async def users_ticket(session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID) -> Ticket:
-    """The user's own ticket; someone else's answers 404 like a missing one."""
-    ticket = await session.get(Ticket, ticket_id)
+async def users_ticket(
+    session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID, for_update: bool = False
+) -> Ticket:
+    """The user's own ticket; someone else's answers 404 like a missing one.
+
+    `for_update` before changing it: a change from the CRM applied meanwhile by another API
+    process would otherwise be overwritten from a stale read.
+    """
+    ticket = await session.get(Ticket, ticket_id, with_for_update=for_update)
     if ticket is None or ticket.telegram_user_id != user_id:
         raise ProblemError(404, NOT_FOUND, "Not found", f"You have no ticket {ticket_id}.")
     return ticket
@@ -168,7 +174,7 @@ async def write_message(
 ) -> tuple[Message, bool]:
     """Add the user's message; on a closed ticket it reopens it (on both sides, same rule)."""
     reject_telegram_file_urls(attachments)
-    ticket = await users_ticket(session, user_id=user.id, ticket_id=ticket_id)
+    ticket = await users_ticket(session, user_id=user.id, ticket_id=ticket_id, for_update=True)
     existing = await session.scalar(select(Message).where(Message.id == message_id))
     if existing is not None:
         if existing.ticket_id != ticket.id or existing.body != body:
@@ -194,7 +200,7 @@ async def set_status(
     session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID, status: TicketStatus, clock: Clock
 ) -> Ticket:
     """Close or reopen the user's ticket and tell the CRM (nothing is sent if unchanged)."""
-    ticket = await users_ticket(session, user_id=user_id, ticket_id=ticket_id)
+    ticket = await users_ticket(session, user_id=user_id, ticket_id=ticket_id, for_update=True)
     if ticket.status == status.value or (
         status is TicketStatus.open and ticket.status == TicketStatus.in_progress
     ):

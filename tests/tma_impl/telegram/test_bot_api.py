@@ -216,6 +216,8 @@ async def test_token_stays_out_of_logs(
     bot: BotApi, fake: FakeBotApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # The CLI quiets httpx to WARNING; a test that ran a command before must not hide it here.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     fake.script(CHAT, [BLOCKED, SERVER_ERROR])
 
     for _ in range(3):

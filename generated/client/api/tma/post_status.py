@@ -98,7 +98,9 @@ def sync_detailed(
     """Deliver a status change of a ticket to the other side
 
      Last writer wins by `changed_at`: a change older than or equal to the one the receiver has
-    applied is acknowledged with `applied: false` and changes nothing.
+    applied is acknowledged with `applied: false` and changes nothing. A close that is older
+    than a customer message the receiver holds is applied, and answered with status `open`:
+    that message reopens the ticket, as it does on the other side.
 
     Args:
         body (StatusRequest): A status change of a ticket made on the sending side.
@@ -130,7 +132,9 @@ def sync(
     """Deliver a status change of a ticket to the other side
 
      Last writer wins by `changed_at`: a change older than or equal to the one the receiver has
-    applied is acknowledged with `applied: false` and changes nothing.
+    applied is acknowledged with `applied: false` and changes nothing. A close that is older
+    than a customer message the receiver holds is applied, and answered with status `open`:
+    that message reopens the ticket, as it does on the other side.
 
     Args:
         body (StatusRequest): A status change of a ticket made on the sending side.
@@ -157,7 +161,9 @@ async def asyncio_detailed(
     """Deliver a status change of a ticket to the other side
 
      Last writer wins by `changed_at`: a change older than or equal to the one the receiver has
-    applied is acknowledged with `applied: false` and changes nothing.
+    applied is acknowledged with `applied: false` and changes nothing. A close that is older
+    than a customer message the receiver holds is applied, and answered with status `open`:
+    that message reopens the ticket, as it does on the other side.
 
     Args:
         body (StatusRequest): A status change of a ticket made on the sending side.
@@ -187,7 +193,9 @@ async def asyncio(
     """Deliver a status change of a ticket to the other side
 
      Last writer wins by `changed_at`: a change older than or equal to the one the receiver has
-    applied is acknowledged with `applied: false` and changes nothing.
+    applied is acknowledged with `applied: false` and changes nothing. A close that is older
+    than a customer message the receiver holds is applied, and answered with status `open`:
+    that message reopens the ticket, as it does on the other side.
 
     Args:
         body (StatusRequest): A status change of a ticket made on the sending side.

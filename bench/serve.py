@@ -1,0 +1,83 @@
+"""Serve one backend for the benchmarks: migrated SQLite, uvicorn with uvloop and httptools, and
+the peer transport and dispatcher batching chosen on the command line (the baselines)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from integration_kit.migrate import upgrade
+from integration_kit.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build(args: argparse.Namespace) -> Runtime:
+    url = f"sqlite+aiosqlite:///{args.db}"
+    common = {"database_url": url, "port": args.port, "peer_url": args.peer_url}
+    # Plain httpx is the baseline; None lets the backend use its default (aiohttp underneath).
+    transport = (
+        httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=100))
+        if args.transport == "httpx"
+        else None
+    )
+    runtime: Runtime
+    if args.side == "tma":
+        from tma_impl.app import build_runtime
+        from tma_impl.settings import TmaSettings
+
+        upgrade(ROOT / "tma_impl" / "migrations", url)
+        runtime = build_runtime(TmaSettings(**common), peer_transport=transport)
+    else:
+        from crm_impl.app import build_runtime as build_crm
+        from crm_impl.settings import CrmSettings
+
+        upgrade(ROOT / "crm_impl" / "migrations", url)
+        runtime = build_crm(CrmSettings(**common), peer_transport=transport)
+    runtime.dispatcher.config = dataclasses.replace(
+        runtime.dispatcher.config, batch_size=args.batch_size, per_stream=args.per_stream
+    )
+    return runtime
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("side", choices=["tma", "crm"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--peer-url", required=True)
+    parser.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp")
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--per-stream", type=int, default=20)
+    parser.add_argument(
+        "--inline-sqlite", action="store_true", help="the prototype in bench/inline_sqlite.py"
+    )
+    args = parser.parse_args()
+    if args.inline_sqlite:
+        from inline_sqlite import install  # beside this file
+
+        install()
+    runtime = build(args)
+    if args.side == "tma":
+        from tma_impl.app import create_app
+    else:
+        from crm_impl.app import create_app
+    uvicorn.run(
+        create_app(runtime),
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

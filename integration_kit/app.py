@@ -1,0 +1,32 @@
+"""The FastAPI app both backends build the same way around their own routers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, FastAPI
+
+from integration_kit.health import router as health_router
+from integration_kit.problems import install_problem_handlers
+from integration_kit.runtime import Runtime, lifespan_for
+
+
+def create_backend_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) -> FastAPI:
+    """An app serving `routers` plus health and metrics, with problem+json errors everywhere.
+
+    No generated /openapi.json or docs: the contract is spec/integration.yaml, and an app's own
+    derived schema would only invite checking the app against itself.
+    """
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan_for(runtime),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(health_router)
+    return app

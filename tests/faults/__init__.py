@@ -1,0 +1,1 @@
+"""Fault injection: both backends as separate processes, a breakable proxy between them."""
