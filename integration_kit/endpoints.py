@@ -1,0 +1,73 @@
+"""The `/api/integration` router both backends serve: bearer auth, postMessage and postStatus.
+
+A backend adds the operations only it serves (the CRM's createTicket) to the router it gets here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generated.models import (
+    MessageAccepted,
+    MessageRequest,
+    SenderType,
+    StatusAccepted,
+    StatusRequest,
+)
+from integration_kit.auth import require_bearer
+from integration_kit.inbound import contract_body, receive_message, receive_status
+from integration_kit.runtime import Runtime, SessionDep
+from integration_kit.schema import MessageColumns, TicketColumns
+
+# Runs in the transaction that stored a new message (never for a replay).
+OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], None]
+
+
+def integration_router(
+    runtime: Runtime,
+    *,
+    caller: SenderType,
+    ticket_model: type[TicketColumns],
+    message_model: type[MessageColumns],
+    message_columns: Callable[[MessageRequest], dict[str, Any]] | None = None,
+    on_message_stored: OnMessageStored | None = None,
+) -> APIRouter:
+    """Serve postMessage and postStatus for messages written on the `caller` side."""
+    router = APIRouter(
+        prefix="/api/integration",
+        dependencies=[Depends(require_bearer(lambda: runtime.settings.inbound_tokens))],
+    )
+
+    @router.post("/messages", status_code=201, operation_id="postMessage")
+    async def post_message(
+        request: Annotated[MessageRequest, Depends(contract_body(MessageRequest))],
+        response: Response,
+        session: SessionDep,
+    ) -> MessageAccepted:
+        answer, message, ticket, created = await receive_message(
+            session,
+            request=request,
+            caller=caller,
+            ticket_model=ticket_model,
+            message_model=message_model,
+            extra=message_columns(request) if message_columns else None,
+        )
+        if created and on_message_stored is not None:
+            on_message_stored(session, ticket, message)
+        response.status_code = 201 if created else 200
+        return answer
+
+    @router.post("/status", operation_id="postStatus")
+    async def post_status(
+        request: Annotated[StatusRequest, Depends(contract_body(StatusRequest))],
+        session: SessionDep,
+    ) -> StatusAccepted:
+        return await receive_status(
+            session, request=request, ticket_model=ticket_model, message_model=message_model
+        )
+
+    return router
