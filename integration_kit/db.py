@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -88,10 +90,22 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    # WAL is a property of the file, set once by `migrate`. Switching to it needs an exclusive
+    # lock and fails at once (no busy wait) when another process holds the file: only switch a
+    # file that is not in WAL yet, and retry briefly if processes start together.
+    for attempt in range(50):
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if attempt == 49 or "locked" not in str(exc):
+                raise
+            time.sleep(0.1)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
     # Transactions are begun by us (`_sqlite_begin`), not by the driver: pysqlite and aiosqlite
     # only BEGIN before an INSERT/UPDATE/DELETE, so a SAVEPOINT issued before any write began

@@ -6,6 +6,7 @@ The database is only ever created by migrating; production code never calls crea
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from alembic import command, context
@@ -31,6 +32,13 @@ def upgrade(script_location: Path, url: str, revision: str = "head") -> None:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(script_location, url), revision)
+    if url.startswith("sqlite"):
+        database = url.split("///", 1)[-1]
+        if database and database != ":memory:":
+            # WAL lets readers and the one writer work at once; set here, once, while no other
+            # process has the file open (switching needs an exclusive lock).
+            with sqlite3.connect(database) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
 
 
 def run_env(metadata: MetaData) -> None:
