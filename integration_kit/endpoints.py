@@ -19,7 +19,8 @@ from generated.models import (
     StatusRequest,
 )
 from integration_kit.auth import require_bearer
-from integration_kit.inbound import contract_body, receive_message, receive_status
+from integration_kit.contract_body import contract_body
+from integration_kit.inbound import receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
 from integration_kit.schema import MessageColumns, TicketColumns
 

@@ -10,7 +10,7 @@ from crm_impl.integration.service import receive_ticket
 from crm_impl.tables import Message, Ticket
 from generated.models import CreateTicketRequest, SenderType, TicketAccepted
 from integration_kit import endpoints
-from integration_kit.inbound import contract_body
+from integration_kit.contract_body import contract_body
 from integration_kit.runtime import Runtime, SessionDep
 
 
