@@ -32,7 +32,7 @@ test: lint check-generated
 	$(BIN)/python scripts/run_tests.py
 
 contract: $(STAMP)
-	$(BIN)/python scripts/contract.py
+	$(BIN)/python -m scripts.contract
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis

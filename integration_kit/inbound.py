@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.models import (
     Attachment,
+    FieldError,
     MessageAccepted,
     MessageRequest,
     SenderType,
@@ -28,6 +29,7 @@ from integration_kit.problems import (
     IDEMPOTENCY_CONFLICT,
     TICKET_LINK_CONFLICT,
     TICKET_NOT_KNOWN,
+    VALIDATION,
     ProblemError,
 )
 from integration_kit.schema import MessageColumns, TicketColumns
@@ -93,19 +95,17 @@ def reject_telegram_file_urls(attachments: list[Attachment] | None) -> None:
         if attachment.url.startswith(TELEGRAM_FILE_PREFIX):
             raise ProblemError(
                 422,
-                "urn:tma-crm:problem:validation",
+                VALIDATION,
                 "Validation failed",
                 "Telegram file URLs embed the bot token and are never passed on.",
                 errors=[
-                    _field_error(["body", "attachments", index, "url"], "Telegram file URL refused")
+                    FieldError(
+                        loc=["body", "attachments", index, "url"],
+                        msg="Telegram file URL refused",
+                        type="value_error",
+                    )
                 ],
             )
-
-
-def _field_error(loc: list[str | int], msg: str) -> Any:
-    from generated.models import FieldError
-
-    return FieldError(loc=loc, msg=msg, type="value_error")
 
 
 def attachments_json(attachments: list[Attachment] | None) -> list[dict[str, Any]]:

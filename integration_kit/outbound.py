@@ -50,10 +50,13 @@ def with_peer_ticket(payload: dict[str, Any], peer_ticket_id: uuid.UUID | None) 
 async def record_peer_ticket_id(
     session: AsyncSession,
     ticket_model: type[TicketColumns],
-    ticket_id: uuid.UUID,
+    event: ClaimedEvent,
     peer_ticket_id: uuid.UUID,
 ) -> None:
     """Store the peer's ticket id when we did not know it yet; a different known id is an error."""
+    if peer_ticket_id == event.peer_ticket_id:
+        return  # the link the event was sent with: stored already, no statement needed
+    ticket_id = event.ticket_id
     result = await session.execute(
         update(ticket_model)
         .where(ticket_model.id == ticket_id, ticket_model.external_id.is_(None))
@@ -102,10 +105,7 @@ class MessageSender:
             .where(message.id == uuid.UUID(event.payload["message_id"]))
             .values(external_message_id=result.message_id)
         )
-        if result.ticket_id != event.peer_ticket_id:  # else the link is stored already
-            await record_peer_ticket_id(
-                session, self.ticket_model, event.ticket_id, result.ticket_id
-            )
+        await record_peer_ticket_id(session, self.ticket_model, event, result.ticket_id)
 
 
 class StatusSender:
@@ -131,10 +131,7 @@ class StatusSender:
 
     async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
         assert isinstance(result, StatusAccepted)
-        if result.ticket_id != event.peer_ticket_id:  # else the link is stored already
-            await record_peer_ticket_id(
-                session, self.ticket_model, event.ticket_id, result.ticket_id
-            )
+        await record_peer_ticket_id(session, self.ticket_model, event, result.ticket_id)
 
 
 def enqueue_message_event(

@@ -18,7 +18,6 @@ Environment:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import httpx
+from scripts.local_stack import free_port, stop_processes, wait_until_live
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec" / "integration.yaml"
@@ -37,12 +36,6 @@ SIDES = ("crm", "tma")
 # Each side's inbound token; the peer URLs point at each other, as deployed.
 TOKENS = {"crm": "contract-cli-tma-to-crm", "tma": "contract-cli-crm-to-tma"}
 DEFAULT_EXAMPLES = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def side_env(side: str, data_dir: Path, peer_port: int) -> dict[str, str]:
@@ -63,20 +56,6 @@ def run_checked(command: list[str], env: dict[str, str]) -> None:
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
-
-
-def wait_until_live(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server for {url} exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health/live", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the server for {url} did not answer /health/live in {timeout:.0f} s")
 
 
 @contextmanager
@@ -103,14 +82,7 @@ def served(workdir: Path, reports: Path) -> Iterator[dict[str, str]]:
                 wait_until_live(urls[side], processes[-1])
             yield urls
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_processes(processes)
 
 
 def schemathesis_run(side: str, url: str, examples: int, reports: Path) -> int:

@@ -55,7 +55,7 @@ def _side_env(side: str, *, port: int, peer_port: int, data_dir: Path) -> dict[s
     }
 
 
-def _wait_until_live(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_until_live(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -97,17 +97,23 @@ def local_stack(
                     )
                 )
             tma_url, crm_url = f"http://127.0.0.1:{tma_port}", f"http://127.0.0.1:{crm_port}"
-            _wait_until_live(crm_url, processes[0])
-            _wait_until_live(tma_url, processes[1])
+            wait_until_live(crm_url, processes[0])
+            wait_until_live(tma_url, processes[1])
             yield Stack(tma_url, crm_url, data_dir)
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_processes(processes)
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Ask every process to stop (graceful shutdown), then kill any still there after 10 s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def run_command(side: str, stack: Stack, *args: str) -> str:

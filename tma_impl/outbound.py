@@ -32,7 +32,7 @@ class TicketCreatedSender:
 
     async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
         assert isinstance(result, TicketAccepted)
-        await record_peer_ticket_id(session, Ticket, event.ticket_id, result.ticket_id)
+        await record_peer_ticket_id(session, Ticket, event, result.ticket_id)
         await session.execute(
             update(Message)
             .where(Message.id == uuid.UUID(event.payload["message_id"]))

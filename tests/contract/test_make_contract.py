@@ -27,7 +27,7 @@ def test_make_contract_passes_against_both_served_backends(tmp_path: Path) -> No
     """Exit code 0, one JUnit report per backend covering its operations and the links."""
     env = {**os.environ, "CONTRACT_EXAMPLES": "5", "CONTRACT_REPORTS": str(tmp_path)}
     run = subprocess.run(
-        [sys.executable, "scripts/contract.py"],
+        [sys.executable, "-m", "scripts.contract"],
         cwd=ROOT,
         env=env,
         capture_output=True,
