@@ -7,9 +7,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import TypeDecorator
+
+from integration_kit import sqlite_inline
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -66,21 +70,23 @@ def async_url(url: str) -> str:
 
 def create_engine(url: str) -> AsyncEngine:
     """An engine for the URL. SQLite gets one connection: it has one writer anyway, and a pool of
-    writers only adds lock-wait back-off (p99 of about a second measured here)."""
+    writers only adds lock-wait back-off (p99 of about a second measured here). Its calls run on
+    the event loop's thread (see sqlite_inline)."""
     url = async_url(url)
     if url.startswith("sqlite"):
-        database = make_url(url).database or ""
-        if database and database != ":memory:":
-            from pathlib import Path
-
+        parsed = make_url(url)
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # The aiosqlite dialect's own reading of the URL (relative paths, `?uri=true&mode=ro`).
+        (filename,), options = SQLiteDialect_aiosqlite().create_connect_args(parsed)
         engine = create_async_engine(
             url,
             poolclass=AsyncAdaptedQueuePool,
             pool_size=1,
             max_overflow=0,
             pool_timeout=30,
-            connect_args={"timeout": 30},
+            async_creator=sqlite_inline.connector(filename, uri=bool(options.get("uri"))),
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -90,7 +96,6 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
     # WAL is a property of the file, set once by `migrate`. Switching to it needs an exclusive
     # lock and fails at once (no busy wait) when another process holds the file: only switch a
     # file that is not in WAL yet, and retry briefly if processes start together.
@@ -116,7 +121,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    # IMMEDIATE takes the write lock at once (waiting up to busy_timeout): a deferred transaction
+    # IMMEDIATE takes the write lock at once (sqlite_inline waits for another process's lock
+    # without blocking the event loop): a deferred transaction
     # that read first would fail outright with SQLITE_BUSY when it came to write after another
     # process (an API process beside a worker) had committed meanwhile.
     connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -14,7 +14,7 @@ import random
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -37,13 +37,20 @@ from integration_kit.retry import (
 log = logging.getLogger(__name__)
 
 
+# An event the receiver accepted, with what it answered (its ids).
+Delivery = tuple[ClaimedEvent, Any]
+
+
 class EventSender(Protocol):
     """Sends one kind of event and records what the receiver answered."""
 
     async def send(self, event: ClaimedEvent) -> Outcome: ...
 
-    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
-        """Store the receiver's ids; runs in the transaction that marks the event delivered."""
+    async def record_deliveries(
+        self, session: AsyncSession, deliveries: Sequence[Delivery]
+    ) -> None:
+        """Store the receivers' ids of these events (a whole round's worth, so in few statements);
+        runs in the transaction that marks them delivered."""
 
 
 @dataclass
@@ -226,14 +233,17 @@ class Dispatcher:
             if not (isinstance(outcome, RetryLater) and outcome.failure == Failure.unavailable)
         }
         async with self.db.transaction() as session:
-            delivered: list[int] = []
+            accepted = [
+                (event, outcome.result)
+                for event, outcome in results
+                if isinstance(outcome, Delivered)
+            ]
+            delivered = await self._record_deliveries(session, accepted)
+            for event, _ in accepted:
+                if event.id in delivered and self._channel_failing[event.channel]:
+                    recovered.add(event.channel)
             for event, outcome in results:
-                if isinstance(outcome, Delivered):
-                    if await self._record_delivery(session, event, outcome):
-                        delivered.append(event.id)
-                        if self._channel_failing[event.channel]:
-                            recovered.add(event.channel)
-                elif isinstance(outcome, RetryLater):
+                if isinstance(outcome, RetryLater):
                     if outcome.failure == Failure.unavailable and event.channel in answered:
                         outcome = replace(outcome, failure=Failure.failing)
                     await self._record_retry(session, event, outcome, now)
@@ -242,7 +252,7 @@ class Dispatcher:
                         session, event.id, now=now, note=outcome.detail
                     )
                     self.stats.dropped += 1
-                else:
+                elif isinstance(outcome, GiveUp):
                     await self.repository.mark_dead(session, event.id, error=outcome.detail)
                     self.stats.dead += 1
                     log.warning(
@@ -252,7 +262,7 @@ class Dispatcher:
                         event.ticket_id,
                         outcome.detail,
                     )
-            await self.repository.mark_delivered(session, delivered, now=now)
+            await self.repository.mark_delivered(session, list(delivered), now=now)
             self.stats.delivered += len(delivered)
             await self.repository.release(session, unattempted, owner=self.owner)
             for channel in recovered:
@@ -263,22 +273,40 @@ class Dispatcher:
         if recovered:
             self.wake()
 
-    async def _record_delivery(
-        self, session: AsyncSession, event: ClaimedEvent, outcome: Delivered
-    ) -> bool:
-        try:
-            async with session.begin_nested():
-                await self.senders[event.kind].on_delivered(session, event, outcome.result)
-        except Exception as exc:
-            # The peer stored it but its answer cannot be recorded here (say, its ids contradict
-            # a stored link): park it for an operator rather than resend forever.
-            log.exception("recording the answer to event %s failed", event.id)
-            await self.repository.mark_dead(
-                session, event.id, error=f"delivered, but recording the answer failed: {_safe(exc)}"
-            )
-            self.stats.dead += 1
-            return False
-        return True
+    async def _record_deliveries(self, session: AsyncSession, accepted: list[Delivery]) -> set[int]:
+        """Record the receivers' answers, each kind's in one go; returns the ids recorded.
+
+        Should a kind's batch fail, its events are recorded one by one, so only the event whose
+        answer cannot be stored (say, its ids contradict a stored link) is parked as dead, for an
+        operator, rather than resent forever; the others of the round are delivered as usual.
+        """
+        by_kind: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in accepted:
+            by_kind[delivery[0].kind].append(delivery)
+        recorded: set[int] = set()
+        for kind, deliveries in by_kind.items():
+            sender = self.senders[kind]
+            batches = [deliveries]
+            while batches:
+                batch = batches.pop()
+                try:
+                    async with session.begin_nested():
+                        await sender.record_deliveries(session, batch)
+                except Exception as exc:
+                    if len(batch) > 1:
+                        batches += [[delivery] for delivery in reversed(batch)]
+                        continue
+                    event = batch[0][0]
+                    log.exception("recording the answer to event %s failed", event.id)
+                    await self.repository.mark_dead(
+                        session,
+                        event.id,
+                        error=f"delivered, but recording the answer failed: {_safe(exc)}",
+                    )
+                    self.stats.dead += 1
+                else:
+                    recorded.update(event.id for event, _ in batch)
+        return recorded
 
     async def _record_retry(
         self, session: AsyncSession, event: ClaimedEvent, outcome: RetryLater, now: datetime

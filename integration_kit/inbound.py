@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.models import (
@@ -129,32 +129,42 @@ async def store_inbound_message(
     A replay of the same (sender, external_message_id) returns the stored message; the same key
     with a different body or ticket is a 409, never a second row.
     """
-    existing = await _find_message(session, model, sender, external_message_id)
-    if existing is not None:
-        return _same_or_conflict(existing, ticket, body, attachments), False
-    message = model(
-        id=uuid.uuid4(),
-        ticket_id=ticket.id,
-        external_message_id=external_message_id,
-        sender_type=sender.value,
-        body=body,
-        attachments=attachments,
-        created_at=created_at,
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "ticket_id": ticket.id,
+        "external_message_id": external_message_id,
+        "sender_type": sender.value,
+        "body": body,
+        "attachments": attachments,
+        "created_at": created_at,
         **(extra or {}),
+    }
+    # One statement for the common case (a new message) and for the race with a concurrent
+    # duplicate alike: the unique key decides, and a replay stores nothing.
+    table = model.__table__  # type: ignore[attr-defined]
+    insert = _dialect_insert(session)(table).values(values)
+    stored = await session.scalar(
+        insert.on_conflict_do_nothing(
+            index_elements=["sender_type", "external_message_id"]
+        ).returning(table.c.seq)
     )
-    try:
-        # A savepoint, so losing a race with a concurrent duplicate leaves the transaction usable.
-        async with session.begin_nested():
-            session.add(message)
-    except IntegrityError:
+    if stored is None:
         existing = await _find_message(session, model, sender, external_message_id)
-        if existing is None:
-            raise
+        if existing is None:  # the conflicting row is there by definition
+            raise RuntimeError(f"message {external_message_id} conflicted but is not stored")
         return _same_or_conflict(existing, ticket, body, attachments), False
+    # The stored row, as an object for the caller (not added to the session: it is written).
+    message = model(seq=stored, **values)
     if sender is SenderType.tma:
         reopen_on_customer_message(ticket, at=created_at)
     touch(ticket, created_at)
     return message, True
+
+
+def _dialect_insert(session: AsyncSession) -> Any:
+    """INSERT with ON CONFLICT for the session's database (SQLite and PostgreSQL both have it)."""
+    name = session.get_bind().dialect.name
+    return postgresql.insert if name == "postgresql" else sqlite.insert
 
 
 async def _find_message(

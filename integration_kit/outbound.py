@@ -8,11 +8,11 @@ link was known still names the ticket the receiver's way once it is.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated import models
@@ -74,6 +74,34 @@ async def record_peer_ticket_id(
         )
 
 
+async def record_peer_message_ids(
+    session: AsyncSession,
+    message_model: type[MessageColumns],
+    pairs: Sequence[tuple[str, uuid.UUID]],
+) -> None:
+    """Store the peer's id of each of our messages (ours as written in the event's payload), in
+    one executemany statement: a round settles hundreds of them."""
+    if not pairs:
+        return
+    table = message_model.__table__  # type: ignore[attr-defined]
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("ours"))
+        .values(external_message_id=bindparam("theirs")),
+        [{"ours": uuid.UUID(ours), "theirs": theirs} for ours, theirs in pairs],
+    )
+
+
+A = TypeVar("A")
+
+
+def accepted_as(result: Any, expected: type[A]) -> A:
+    """The receiver's parsed answer, as the type its operation documents."""
+    if not isinstance(result, expected):
+        raise TypeError(f"expected {expected.__name__}, got {type(result).__name__}")
+    return result
+
+
 class MessageSender:
     """Sends `message` events with the generated `postMessage` of the peer's tag."""
 
@@ -97,15 +125,17 @@ class MessageSender:
         response = await self.post_message(client=self.client, body=body)
         return outcome_of(response, expected=MessageAccepted, now=self.clock.now())
 
-    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
-        assert isinstance(result, MessageAccepted)
-        message = self.message_model
-        await session.execute(
-            update(message)
-            .where(message.id == uuid.UUID(event.payload["message_id"]))
-            .values(external_message_id=result.message_id)
+    async def record_deliveries(
+        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+    ) -> None:
+        accepted = [(event, accepted_as(result, MessageAccepted)) for event, result in deliveries]
+        await record_peer_message_ids(
+            session,
+            self.message_model,
+            [(event.payload["message_id"], result.message_id) for event, result in accepted],
         )
-        await record_peer_ticket_id(session, self.ticket_model, event, result.ticket_id)
+        for event, result in accepted:
+            await record_peer_ticket_id(session, self.ticket_model, event, result.ticket_id)
 
 
 class StatusSender:
@@ -129,9 +159,12 @@ class StatusSender:
         response = await self.post_status(client=self.client, body=body)
         return outcome_of(response, expected=StatusAccepted, now=self.clock.now())
 
-    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
-        assert isinstance(result, StatusAccepted)
-        await record_peer_ticket_id(session, self.ticket_model, event, result.ticket_id)
+    async def record_deliveries(
+        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+    ) -> None:
+        for event, result in deliveries:
+            accepted = accepted_as(result, StatusAccepted)
+            await record_peer_ticket_id(session, self.ticket_model, event, accepted.ticket_id)
 
 
 def enqueue_message_event(

@@ -6,6 +6,7 @@ CRM; a permanent refusal drops the notification (recorded), a 429 or outage retr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -66,5 +67,7 @@ class ReplyNotificationSender:
             return RetryLater(Failure.unavailable, detail)
         return Dropped(detail)
 
-    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
-        return None
+    async def record_deliveries(
+        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+    ) -> None:
+        return None  # Telegram's message ids are of no use to us

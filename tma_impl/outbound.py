@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.client import AuthenticatedClient
 from generated.client.api.crm import create_ticket
 from generated.client.models import CreateTicketRequest, TicketAccepted
 from integration_kit.clock import Clock
-from integration_kit.outbound import outcome_of, record_peer_ticket_id
+from integration_kit.outbound import (
+    accepted_as,
+    outcome_of,
+    record_peer_message_ids,
+    record_peer_ticket_id,
+)
 from integration_kit.outbox import ClaimedEvent
 from integration_kit.retry import Outcome
 from tma_impl.tables import Message, Ticket
@@ -30,11 +34,14 @@ class TicketCreatedSender:
         response = await create_ticket.asyncio_detailed(client=self.client, body=body)
         return outcome_of(response, expected=TicketAccepted, now=self.clock.now())
 
-    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
-        assert isinstance(result, TicketAccepted)
-        await record_peer_ticket_id(session, Ticket, event, result.ticket_id)
-        await session.execute(
-            update(Message)
-            .where(Message.id == uuid.UUID(event.payload["message_id"]))
-            .values(external_message_id=result.message_id)
+    async def record_deliveries(
+        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+    ) -> None:
+        accepted = [(event, accepted_as(result, TicketAccepted)) for event, result in deliveries]
+        for event, result in accepted:
+            await record_peer_ticket_id(session, Ticket, event, result.ticket_id)
+        await record_peer_message_ids(
+            session,
+            Message,
+            [(event.payload["message_id"], result.message_id) for event, result in accepted],
         )

@@ -43,8 +43,10 @@ class HeldSender:
         await self.release.wait()
         return await self.inner.send(event)
 
-    async def on_delivered(self, session: AsyncSession, event: ClaimedEvent, result: Any) -> None:
-        await self.inner.on_delivered(session, event, result)
+    async def record_deliveries(
+        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+    ) -> None:
+        await self.inner.record_deliveries(session, deliveries)
 
 
 class WatchedRepository(OutboxRepository):

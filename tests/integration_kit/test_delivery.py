@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from email.utils import format_datetime
@@ -15,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from crm_impl.cli import COMMANDS as CRM_COMMANDS
 from integration_kit import cli
@@ -27,6 +30,7 @@ from tests.integration_kit.scripted_peer import ScriptedPeer, plain, problem
 from tests.support.pair import Pair
 from tma_impl.cli import COMMANDS as TMA_COMMANDS
 from tma_impl.settings import TmaSettings
+from tma_impl.tables import Message as TmaMessage
 
 FIRST = "I paid but the order is unpaid."
 
@@ -406,6 +410,51 @@ async def test_a_failure_mid_ticket_stops_the_rest_of_that_ticket_in_the_round(p
     pair.clock.advance(policy_wait(pair, 1))
     await pair.sync()
     assert await crm_bodies(pair, ticket) == [FIRST, "m1", "m2", "m3", "m4"]
+
+
+async def test_an_answer_that_cannot_be_recorded_parks_only_its_event(pair: Pair) -> None:
+    """The peer stores m2 but answers with a ticket id contradicting the stored link: the round's
+    answers are recorded together, and only m2 goes dead (for an operator), not the whole round."""
+    a, b = await open_tickets(pair, 2)
+    scripted = ScriptedPeer.install(pair.to_crm)
+    wrong = json.dumps(
+        {
+            "message_id": str(uuid.uuid4()),
+            "ticket_id": str(uuid.uuid4()),
+            "external_message_id": str(uuid.uuid4()),
+        }
+    )
+    scripted.answer(
+        "m2",
+        lambda: httpx.Response(
+            201, content=wrong.encode(), headers={"content-type": "application/json"}
+        ),
+    )
+    for n in (1, 2, 3):
+        await pair.user_writes(a, f"m{n}")
+        await pair.user_writes(b, f"b{n}")
+    assert await pair.tma_runtime.dispatcher.run_once() == 6
+
+    m2 = await message_event(pair, "m2")
+    assert m2.state == OutboxState.dead
+    assert "recording the answer failed" in (m2.last_error or "")
+    assert "is linked to" in (m2.last_error or "")
+    others = [await message_event(pair, body) for body in ("m1", "m3", "b1", "b2", "b3")]
+    assert [row.state for row in others] == [OutboxState.delivered] * 5
+    # Their peer message ids were stored: each message is linked both ways.
+    async with pair.tma_runtime.db.sessions() as session:
+        linked = dict(
+            (
+                await session.execute(
+                    select(TmaMessage.body, TmaMessage.external_message_id).where(
+                        TmaMessage.body.in_(["m1", "m2", "m3", "b1", "b2", "b3"])
+                    )
+                )
+            ).all()
+        )
+    assert linked["m2"] is None
+    assert all(linked[body] is not None for body in ("m1", "m3", "b1", "b2", "b3"))
+    assert await crm_bodies(pair, b) == [FIRST, "b1", "b2", "b3"]
 
 
 # --- leases ---------------------------------------------------------------------------------------
