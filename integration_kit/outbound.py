@@ -47,31 +47,49 @@ def with_peer_ticket(payload: dict[str, Any], peer_ticket_id: uuid.UUID | None) 
     return body
 
 
-async def record_peer_ticket_id(
+async def record_peer_ticket_ids(
     session: AsyncSession,
     ticket_model: type[TicketColumns],
-    event: ClaimedEvent,
-    peer_ticket_id: uuid.UUID,
+    answers: Sequence[tuple[ClaimedEvent, uuid.UUID]],
 ) -> None:
-    """Store the peer's ticket id when we did not know it yet; a different known id is an error."""
-    if peer_ticket_id == event.peer_ticket_id:
-        return  # the link the event was sent with: stored already, no statement needed
-    ticket_id = event.ticket_id
-    result = await session.execute(
-        update(ticket_model)
-        .where(ticket_model.id == ticket_id, ticket_model.external_id.is_(None))
-        .values(external_id=peer_ticket_id)
-    )
-    if getattr(result, "rowcount", 0):
+    """Store the peer's ticket ids we did not know yet (each event with the id its answer named);
+    a different id than the one stored, or two ids for one ticket, is an error.
+
+    A round sends many events per ticket, often before the link was known (a backlog of new
+    tickets): one executemany and one read check them all.
+    """
+    wanted: dict[uuid.UUID, uuid.UUID] = {}
+    for event, peer_ticket_id in answers:
+        if peer_ticket_id == event.peer_ticket_id:
+            continue  # the link the event was sent with: stored already
+        named = wanted.setdefault(event.ticket_id, peer_ticket_id)
+        if named != peer_ticket_id:
+            raise ValueError(
+                f"the peer answered with tickets {named} and {peer_ticket_id} for ticket "
+                f"{event.ticket_id}"
+            )
+    if not wanted:
         return
-    known = await session.scalar(
-        select(ticket_model.external_id).where(ticket_model.id == ticket_id)
+    table = ticket_model.__table__  # type: ignore[attr-defined]
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("ours"), table.c.external_id.is_(None))
+        .values(external_id=bindparam("theirs")),
+        [{"ours": ours, "theirs": theirs} for ours, theirs in wanted.items()],
     )
-    if known is not None and known != peer_ticket_id:
-        raise ValueError(
-            f"the peer answered with ticket {peer_ticket_id}, but ticket {ticket_id} is linked "
-            f"to {known}"
-        )
+    known: dict[uuid.UUID, uuid.UUID | None] = dict(
+        (
+            await session.execute(
+                select(table.c.id, table.c.external_id).where(table.c.id.in_(list(wanted)))
+            )
+        ).all()
+    )
+    for ours, theirs in wanted.items():
+        stored = known.get(ours)
+        if stored is not None and stored != theirs:
+            raise ValueError(
+                f"the peer answered with ticket {theirs}, but ticket {ours} is linked to {stored}"
+            )
 
 
 async def record_peer_message_ids(
@@ -134,8 +152,9 @@ class MessageSender:
             self.message_model,
             [(event.payload["message_id"], result.message_id) for event, result in accepted],
         )
-        for event, result in accepted:
-            await record_peer_ticket_id(session, self.ticket_model, event, result.ticket_id)
+        await record_peer_ticket_ids(
+            session, self.ticket_model, [(event, result.ticket_id) for event, result in accepted]
+        )
 
 
 class StatusSender:
@@ -162,9 +181,14 @@ class StatusSender:
     async def record_deliveries(
         self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
     ) -> None:
-        for event, result in deliveries:
-            accepted = accepted_as(result, StatusAccepted)
-            await record_peer_ticket_id(session, self.ticket_model, event, accepted.ticket_id)
+        await record_peer_ticket_ids(
+            session,
+            self.ticket_model,
+            [
+                (event, accepted_as(result, StatusAccepted).ticket_id)
+                for event, result in deliveries
+            ],
+        )
 
 
 def enqueue_message_event(

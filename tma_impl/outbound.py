@@ -15,7 +15,7 @@ from integration_kit.outbound import (
     accepted_as,
     outcome_of,
     record_peer_message_ids,
-    record_peer_ticket_id,
+    record_peer_ticket_ids,
 )
 from integration_kit.outbox import ClaimedEvent
 from integration_kit.retry import Outcome
@@ -38,8 +38,9 @@ class TicketCreatedSender:
         self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
     ) -> None:
         accepted = [(event, accepted_as(result, TicketAccepted)) for event, result in deliveries]
-        for event, result in accepted:
-            await record_peer_ticket_id(session, Ticket, event, result.ticket_id)
+        await record_peer_ticket_ids(
+            session, Ticket, [(event, result.ticket_id) for event, result in accepted]
+        )
         await record_peer_message_ids(
             session,
             Message,
