@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_only
 
 from integration_kit import sqlite_inline
 
@@ -125,7 +126,12 @@ def _sqlite_begin(connection: Any) -> None:
     # without blocking the event loop): a deferred transaction
     # that read first would fail outright with SQLITE_BUSY when it came to write after another
     # process (an API process beside a worker) had committed meanwhile.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    driver = connection.connection.driver_connection
+    if isinstance(driver, sqlite_inline.InlineConnection):
+        # Straight to the driver: a statement through SQLAlchemy costs more than the BEGIN.
+        await_only(driver.begin_immediate())
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:

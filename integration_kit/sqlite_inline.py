@@ -48,9 +48,9 @@ class _RunNow:
 class InlineCursor:
     """An aiosqlite-shaped cursor over a sqlite3 cursor."""
 
-    def __init__(self, cursor: sqlite3.Cursor, lock_wait_seconds: float) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, connection: InlineConnection) -> None:
         self._cursor = cursor
-        self._lock_wait_seconds = lock_wait_seconds
+        self._connection = connection
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -80,30 +80,10 @@ class InlineCursor:
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
         if sql == _BEGIN_IMMEDIATE:
-            await self._begin_immediate()
+            await self._connection.begin_immediate()
         else:
             self._cursor.execute(sql, parameters if parameters is not None else ())
         return self
-
-    async def _begin_immediate(self) -> None:
-        """Take the write lock, waiting for other processes without blocking the event loop."""
-        deadline = time.monotonic() + self._lock_wait_seconds
-        delay = 0.001
-        self._cursor.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try:
-                    self._cursor.execute(_BEGIN_IMMEDIATE)
-                    return
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-                    if time.monotonic() + delay > deadline:
-                        raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        finally:
-            self._cursor.execute(f"PRAGMA busy_timeout = {STATEMENT_BUSY_TIMEOUT_MS}")
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
         self._cursor.executemany(sql, parameters)
@@ -139,7 +119,28 @@ class InlineConnection:
 
     def cursor(self) -> InlineCursor:
         # Not a coroutine: the adapter calls it plainly and then enters the cursor.
-        return InlineCursor(self._conn.cursor(), self._lock_wait_seconds)
+        return InlineCursor(self._conn.cursor(), self)
+
+    async def begin_immediate(self) -> None:
+        """Take the write lock, waiting for other processes without blocking the event loop."""
+        connection = self._conn
+        deadline = time.monotonic() + self._lock_wait_seconds
+        delay = 0.001
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    connection.execute(_BEGIN_IMMEDIATE)
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    if time.monotonic() + delay > deadline:
+                        raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {STATEMENT_BUSY_TIMEOUT_MS}")
 
     async def commit(self) -> None:
         self._conn.commit()
