@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.migrate import upgrade
 from integration_kit.runtime import Runtime
 
@@ -67,8 +68,10 @@ def main() -> int:
         from tma_impl.app import create_app
     else:
         from crm_impl.app import create_app
+    app = create_app(runtime)
+    tune_for_serving()  # as `serve` does
     uvicorn.run(
-        create_app(runtime),
+        app,
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",

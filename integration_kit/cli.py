@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.migrate import upgrade
 from integration_kit.runtime import Runtime
 from integration_kit.schema import OutboxState
@@ -132,6 +133,7 @@ def _serve(
     app = backend.create_app(runtime)
     host, port = args.host or settings.host, args.port or settings.port
     print(f"{backend.name}: listening on http://{host}:{port}", flush=True)
+    tune_for_serving()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
 
@@ -142,6 +144,7 @@ async def _worker(backend: BackendCommands, settings: IntegrationSettings) -> in
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    tune_for_serving()
     runtime.dispatcher.start()
     print(f"{backend.name}: worker {runtime.dispatcher.owner} delivering", flush=True)
     await stop.wait()
