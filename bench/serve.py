@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(args: argparse.Namespace) -> Runtime:
-    url = f"sqlite+aiosqlite:///{args.db}"
+    url = f"sqlite:///{args.db}"
     common = {"database_url": url, "port": args.port, "peer_url": args.peer_url}
     # Plain httpx is the baseline; None lets the backend use its default (aiohttp underneath).
     transport = (
@@ -55,14 +55,7 @@ def main() -> int:
     parser.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--per-stream", type=int, default=20)
-    parser.add_argument(
-        "--inline-sqlite", action="store_true", help="the prototype in bench/inline_sqlite.py"
-    )
     args = parser.parse_args()
-    if args.inline_sqlite:
-        from inline_sqlite import install  # beside this file
-
-        install()
     runtime = build(args)
     if args.side == "tma":
         from tma_impl.app import create_app
