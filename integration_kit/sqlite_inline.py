@@ -5,7 +5,8 @@ worker thread and waits for the answer: four thread hand-overs per statement, ea
 GIL, while the one SQLite connection is held. Profiling a backlog drain put about three quarters of
 the CPU there and `make bench` measured the drain twice as fast without them. SQLite calls on a WAL
 database take microseconds, so this module runs them directly, behind the async interface the
-aiosqlite dialect expects (given to the engine as its `async_creator`).
+aiosqlite dialect expects (given to the engine as its `async_creator` by `db.create_engine`, for
+every SQLite database; the dialect still imports the aiosqlite package, so it stays installed).
 
 The one call that can wait long is taking the write lock while another process holds it (a
 `worker`, a second API process, the CLI). That call, `BEGIN IMMEDIATE`, is retried here with
