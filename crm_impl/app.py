@@ -28,7 +28,7 @@ def build_runtime(
 ) -> Runtime:
     """The CRM's live parts; tests pass their own clock and a transport to the TMA app."""
     clock = clock or SystemClock()
-    db = Database(settings.resolved_database_url("crm"))
+    db = Database.for_backend(settings, "crm")
     peer = make_peer_client(
         base_url=settings.peer_url,
         token=settings.peer_token,

@@ -46,7 +46,7 @@ async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, 
 
 
 async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
-    db = Database(settings.resolved_database_url("crm"))
+    db = Database.for_backend(settings, "crm")
     from integration_kit.clock import SystemClock
 
     now = SystemClock().now()

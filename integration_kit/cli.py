@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
+from sqlalchemy.exc import DBAPIError
 
 from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.migrate import upgrade
@@ -104,6 +105,19 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:
+        print(f"error: {_database_problem(exc, backend)}", file=sys.stderr)
+        return 2
+
+
+def _database_problem(exc: DBAPIError, backend: BackendCommands) -> str:
+    """What went wrong with the database, in one line, without its URL or the SQL."""
+    text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return (
+            f"the database has no tables yet: run `python -m {backend.name}_impl migrate` ({text})"
+        )
+    return f"database unavailable: {text}"
 
 
 def _validation_summary(exc: ValidationError) -> str:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
@@ -24,6 +24,9 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
 from integration_kit import sqlite_inline
+
+if TYPE_CHECKING:
+    from integration_kit.settings import IntegrationSettings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -69,7 +72,7 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
     """An engine for the URL. SQLite gets one connection: it has one writer anyway, and a pool of
     writers only adds lock-wait back-off (p99 of about a second measured here). Its calls run on
     the event loop's thread (see sqlite_inline)."""
@@ -92,7 +95,9 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -137,11 +142,21 @@ def _sqlite_begin(connection: Any) -> None:
 class Database:
     """An engine with its session factory, and the hook that wakes the dispatcher after commits."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        """`pool_size` and `max_overflow` size a PostgreSQL pool; SQLite has one connection."""
         self.url = async_url(url)
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_outbox_commit: list[Callable[[], None]] = []
+
+    @classmethod
+    def for_backend(cls, settings: IntegrationSettings, name: str) -> Database:
+        """The database of backend `name` ("tma", "crm") as its settings describe it."""
+        return cls(
+            settings.resolved_database_url(name),
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
 
     @property
     def is_sqlite(self) -> bool:

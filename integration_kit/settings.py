@@ -40,6 +40,11 @@ class IntegrationSettings(BaseSettings):
 
     environment: Environment = Environment.development
     database_url: str = ""
+    # PostgreSQL connections per process: the pool, and how many more a burst may open. Every
+    # API and worker process has its own, so processes x (size + overflow) must stay below the
+    # server's max_connections. SQLite always uses one connection (one writer).
+    database_pool_size: int = Field(10, ge=1, le=200)
+    database_max_overflow: int = Field(10, ge=0, le=200)
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = 8000

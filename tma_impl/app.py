@@ -35,7 +35,7 @@ def build_runtime(
     """The TMA's live parts; tests pass their own clock, a transport to the CRM app and one to a
     fake Bot API."""
     clock = clock or SystemClock()
-    db = Database(settings.resolved_database_url("tma"))
+    db = Database.for_backend(settings, "tma")
     peer = make_peer_client(
         base_url=settings.peer_url,
         token=settings.peer_token,

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from crm_impl.cli import COMMANDS
 from crm_impl.settings import CrmSettings
+from integration_kit.db import Database
 from tests.e2e.helpers import run_cli_sync
 
 SAFE: dict[str, Any] = {
@@ -63,3 +65,24 @@ def test_cli_prints_one_readable_line_for_invalid_settings(
         "inbound_tokens is empty or a placeholder"
     )
     assert not (tmp_path / "never.db").exists()
+
+
+async def test_the_postgresql_pool_is_sized_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Processes x (pool + overflow) must fit the server's max_connections: both are settings."""
+    monkeypatch.setenv("CRM_DATABASE_URL", "postgresql://crm@127.0.0.1:5432/crm")
+    monkeypatch.setenv("CRM_DATABASE_POOL_SIZE", "3")
+    monkeypatch.setenv("CRM_DATABASE_MAX_OVERFLOW", "1")
+    db = Database.for_backend(CrmSettings(_env_file=None), "crm")
+    try:
+        pool = db.engine.pool
+        assert isinstance(pool, AsyncAdaptedQueuePool)
+        assert (pool.size(), pool._max_overflow) == (3, 1)
+    finally:
+        await db.dispose()  # never connected: nothing reaches the server
+
+
+def test_a_pool_size_of_zero_is_refused() -> None:
+    with pytest.raises(ValidationError, match="database_pool_size"):
+        CrmSettings(database_pool_size=0, _env_file=None)

@@ -100,3 +100,17 @@ def drop_templates() -> None:
 async def _drop_all(names: list[str]) -> None:
     for name in names:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def empty_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database nobody has migrated: what a backend meets before `migrate` ran."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'never-migrated.db'}"
+        return
+    name = f"test_empty_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield _postgres_url(name)
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tests.e2e.helpers import run_cli_sync
+from tests.e2e.helpers import run_cli, run_cli_sync
+from tests.support.databases import empty_database
 from tests.tma_impl.telegram.fake_bot_api import FAKE_BOT_TOKEN
 from tma_impl.cli import COMMANDS
 from tma_impl.settings import TmaSettings
@@ -106,3 +107,31 @@ def test_cli_rejects_a_malformed_value_readably(
     assert run_cli_sync(COMMANDS, ["outbox", "list"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: invalid settings: environment: ")
+
+
+async def test_the_outbox_command_on_a_database_never_migrated_says_to_migrate(
+    db_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    async with empty_database(db_kind, tmp_path) as url:
+        monkeypatch.setenv("TMA_DATABASE_URL", url)
+        assert await run_cli(COMMANDS, ["outbox", "list"]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith(
+        "error: the database has no tables yet: run `python -m tma_impl migrate`"
+    )
+    assert "Traceback" not in captured.err
+    assert "SELECT" not in captured.err
+
+
+def test_the_outbox_command_on_an_unreachable_database_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "a-folder.db").mkdir()  # cannot be opened as a database file
+    monkeypatch.setenv("TMA_DATABASE_URL", f"sqlite:///{tmp_path / 'a-folder.db'}")
+    assert run_cli_sync(COMMANDS, ["outbox", "list"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: database unavailable: ")
