@@ -128,9 +128,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock at once (sqlite_inline waits for another process's lock
-    # without blocking the event loop): a deferred transaction
-    # that read first would fail outright with SQLITE_BUSY when it came to write after another
-    # process (an API process beside a worker) had committed meanwhile.
+    # without blocking the event loop): a deferred transaction that read first would fail
+    # outright with SQLITE_BUSY when it came to write after another process (an API process
+    # beside a worker) had committed meanwhile.
     driver = connection.connection.driver_connection
     if isinstance(driver, sqlite_inline.InlineConnection):
         # Straight to the driver: a statement through SQLAlchemy costs more than the BEGIN.
