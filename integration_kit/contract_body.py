@@ -62,7 +62,11 @@ def contract_body(model: type[B]) -> Callable[[Request], Awaitable[B]]:
         reading = _Reading()
         conformed = _conform(model, data, ("body",), reading)
         if reading.errors:
-            raise RequestValidationError(reading.errors)
+            # One answer lists every problem: pydantic's findings elsewhere too (a missing field
+            # beside a malformed one), so a peer does not fix its request one error at a time.
+            raise RequestValidationError(
+                reading.errors + _errors_elsewhere(model, conformed, reading.errors)
+            )
         # Usually nothing needed rewriting, and pydantic reads the raw body as it came.
         body = json.dumps(conformed) if reading.rewritten or huge else raw
         try:
@@ -76,6 +80,24 @@ def contract_body(model: type[B]) -> Callable[[Request], Awaitable[B]]:
             ) from None
 
     return read
+
+
+def _errors_elsewhere(
+    model: type[BaseModel], conformed: Any, known: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """pydantic's errors for the body at places the strict reading has not reported already."""
+    try:
+        model.model_validate_json(json.dumps(conformed), strict=True)
+    except (ValidationError, ValueError) as exc:
+        if not isinstance(exc, ValidationError):
+            return []  # not representable as JSON again (a huge number): the known errors stand
+        reported = {tuple(error["loc"]) for error in known}
+        return [
+            {"type": err["type"], "loc": ("body", *err["loc"]), "msg": err["msg"]}
+            for err in exc.errors(include_url=False)
+            if ("body", *err["loc"]) not in reported
+        ]
+    return []
 
 
 def _reject_constant(name: str) -> Any:

@@ -143,6 +143,16 @@ def test_ids_and_enums_are_read_strictly(backend: Backend) -> None:
     assert _post(backend, "status", upper).status_code == 200
 
 
+def test_a_422_lists_every_field_error_at_once(backend: Backend) -> None:
+    """A malformed date-time, a null and a missing field in one body: one answer names all three."""
+    body = _message(backend.side, created_at="yesterday", attachments=None)
+    del body["message"]
+    answer = _post(backend, "messages", body)
+    assert answer.status_code == 422, answer.text
+    places = sorted(tuple(error["loc"]) for error in answer.json()["errors"])
+    assert places == [("body", "attachments"), ("body", "created_at"), ("body", "message")]
+
+
 def test_integers_are_json_integers(backend: Backend) -> None:
     """5.0 is an integer; "5", false, 1e40 and a 5000-digit number are not acceptable sizes."""
     accepted = _post(backend, "messages", _message(backend.side, attachments=_attachment(5.0)))
