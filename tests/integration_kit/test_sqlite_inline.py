@@ -70,7 +70,7 @@ async def test_a_transaction_waits_for_another_process_without_stalling_the_loop
         await asyncio.to_thread(holder.join, 5)
 
         assert waited >= 0.4  # it did wait for the other process to commit
-        assert ticks >= 20  # and the loop kept running meanwhile (a blocked loop ticks ~once)
+        assert ticks >= 10  # and the loop kept running meanwhile (a blocked loop ticks ~twice)
         async with db.transaction() as session:
             bodies = (await session.scalars(text("SELECT body FROM notes ORDER BY id"))).all()
         assert bodies == ["from the other process", "ours"]
