@@ -158,9 +158,10 @@ async def store_inbound_message(
     }
     # One statement for the common case (a new message) and for the race with a concurrent
     # duplicate alike: the unique key decides, and a replay stores nothing.
-    table = model.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
-    stored = await session.scalar(_insert_new_message(dialect, table), values)
+    insert = insert_unless_stored(
+        session, model, key=("sender_type", "external_message_id"), returning="seq"
+    )
+    stored = await session.scalar(insert, values)
     if stored is None:
         existing = await _find_message(session, model, sender, external_message_id)
         if existing is None:  # the conflicting row is there by definition
@@ -179,16 +180,25 @@ async def store_inbound_message(
     return message, True
 
 
-@functools.cache
-def _insert_new_message(dialect: str, table: Table) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING seq, built once per table: building it per
-    request showed up in profiles. SQLite and PostgreSQL both have ON CONFLICT."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["sender_type", "external_message_id"])
-        .returning(table.c.seq)
+def insert_unless_stored(
+    session: AsyncSession, model: type[Any], *, key: tuple[str, ...], returning: str
+) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING `returning`: one statement stores a new
+    row, and a replay (or a concurrent duplicate) stores nothing and returns no row. SQLite and
+    PostgreSQL both have it. Execute it with the row's values."""
+    return _insert_unless_stored(
+        session.get_bind().dialect.name,
+        model.__table__,
+        key,
+        returning,
     )
+
+
+@functools.cache
+def _insert_unless_stored(dialect: str, table: Table, key: tuple[str, ...], returning: str) -> Any:
+    # Built once per table: building it per request showed up in profiles.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=key).returning(table.c[returning])
 
 
 async def update_ticket(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_impl.tables import Message, Ticket
@@ -13,6 +12,7 @@ from generated.models import CreateTicketRequest, SenderType, TicketAccepted, Ti
 from integration_kit.clock import Clock
 from integration_kit.inbound import (
     attachments_json,
+    insert_unless_stored,
     reject_telegram_file_urls,
     store_inbound_message,
 )
@@ -24,38 +24,33 @@ async def receive_ticket(
 ) -> tuple[TicketAccepted, bool]:
     """Create the CRM ticket for a TMA ticket, once; returns (answer, created)."""
     reject_telegram_file_urls(request.attachments)
-    existing = await session.scalar(
-        select(Ticket).where(Ticket.external_id == request.external_ticket_id)
-    )
-    if existing is not None:
-        return await _replayed_ticket(session, existing, request), False
     now = clock.now()
     customer = request.customer
-    ticket = Ticket(
-        id=uuid.uuid4(),
-        external_id=request.external_ticket_id,
-        subject=request.subject,
-        status=TicketStatus.open,
-        status_changed_at=request.created_at,
-        created_at=now,
-        updated_at=now,
-        customer_telegram_id=customer.telegram_user_id,
-        customer_first_name=customer.first_name,
-        customer_last_name=customer.last_name,
-        customer_username=customer.username,
-        customer_language=customer.language_code,
-    )
-    try:
-        async with session.begin_nested():
-            session.add(ticket)
-    except IntegrityError:
-        # A concurrent replay created it first (two API processes): answer as a replay.
+    values = {
+        "id": uuid.uuid4(),
+        "external_id": request.external_ticket_id,
+        "subject": request.subject,
+        "status": TicketStatus.open.value,
+        "status_changed_at": request.created_at,
+        "created_at": now,
+        "updated_at": now,
+        "customer_telegram_id": customer.telegram_user_id,
+        "customer_first_name": customer.first_name,
+        "customer_last_name": customer.last_name,
+        "customer_username": customer.username,
+        "customer_language": customer.language_code,
+    }
+    # The link is the idempotency key: a replay, or a concurrent duplicate from another API
+    # process, stores nothing and is answered from what the first one stored.
+    insert = insert_unless_stored(session, Ticket, key=("external_id",), returning="id")
+    if await session.scalar(insert, values) is None:
         existing = await session.scalar(
             select(Ticket).where(Ticket.external_id == request.external_ticket_id)
         )
-        if existing is None:
-            raise
+        if existing is None:  # the conflicting row is there by definition
+            raise RuntimeError(f"ticket {request.external_ticket_id} conflicted but is not stored")
         return await _replayed_ticket(session, existing, request), False
+    ticket = Ticket(**values)  # the stored row, for the caller; not added to the session
     message, _ = await store_inbound_message(
         session,
         Message,

@@ -17,8 +17,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from generated.models import StatusRequest, TicketStatus
-from integration_kit.inbound import receive_status
+from crm_impl.integration.service import receive_ticket
+from crm_impl.tables import Message as CrmMessage
+from crm_impl.tables import Ticket as CrmTicket
+from generated.models import (
+    CreateTicketRequest,
+    Customer,
+    MessageRequest,
+    SenderType,
+    StatusRequest,
+    TicketStatus,
+)
+from integration_kit.inbound import receive_message, receive_status
 from tests.support.pair import Pair
 from tma_impl.tables import Message, Ticket
 
@@ -80,3 +90,66 @@ async def _until_a_transaction_waits_for_a_lock(pair: Pair) -> None:
             if await connection.scalar(query):
                 return
         await asyncio.sleep(0.01)
+
+
+async def test_the_same_ticket_and_message_arriving_twice_at_once_are_stored_once(
+    pair: Pair,
+) -> None:
+    """Two API processes receive the same createTicket and then the same postMessage at the same
+    moment (a sender's retry racing its first attempt): one stores, the other answers as a replay
+    with the same ids, and nothing is stored twice."""
+    runtime = pair.crm_runtime
+    now = pair.clock.now()
+    ticket = CreateTicketRequest(
+        external_ticket_id=uuid.uuid4(),
+        subject="Twice at once",
+        message="first",
+        external_message_id=uuid.uuid4(),
+        created_at=now,
+        customer=Customer(telegram_user_id=77, first_name="Anna"),
+    )
+    message = MessageRequest(
+        external_ticket_id=ticket.external_ticket_id,
+        external_message_id=uuid.uuid4(),
+        sender=SenderType.tma,
+        message="second",
+        created_at=now,
+    )
+
+    async def create() -> tuple[uuid.UUID, bool]:
+        async with runtime.db.transaction() as session:
+            answer, created = await receive_ticket(session, request=ticket, clock=pair.clock)
+            await asyncio.sleep(0.05)  # hold the transaction open while the other one runs
+            return answer.ticket_id, created
+
+    async def post() -> tuple[uuid.UUID, bool]:
+        async with runtime.db.transaction() as session:
+            answer, _, _, created = await receive_message(
+                session,
+                request=message,
+                caller=SenderType.tma,
+                ticket_model=CrmTicket,
+                message_model=CrmMessage,
+            )
+            await asyncio.sleep(0.05)
+            return answer.message_id, created
+
+    for attempt in (create, post):
+        (first_id, first_new), (second_id, second_new) = await asyncio.wait_for(
+            asyncio.gather(attempt(), attempt()), BOUND
+        )
+        assert first_id == second_id
+        assert sorted([first_new, second_new]) == [False, True]
+    async with runtime.db.sessions() as session:
+        tickets = await session.scalar(
+            text("SELECT count(*) FROM tickets WHERE external_id = :e"),
+            {
+                "e": ticket.external_ticket_id.hex
+                if runtime.db.is_sqlite
+                else ticket.external_ticket_id
+            },
+        )
+        messages = await session.scalar(
+            text("SELECT count(*) FROM messages WHERE body IN ('first', 'second')")
+        )
+    assert (tickets, messages) == (1, 2)
