@@ -65,7 +65,7 @@ async def resolve_ticket(
     """
     if ticket_id is not None:
         ticket: T | None = await session.scalar(
-            _ticket_by(model, "id", for_update), {"key": ticket_id}
+            ticket_query(model, "id", for_update), {"key": ticket_id}
         )
         if ticket is None:
             raise not_known(f"No ticket {ticket_id} here.")
@@ -85,7 +85,7 @@ async def resolve_ticket(
             )
         return ticket
     ticket = await session.scalar(
-        _ticket_by(model, "external_id", for_update), {"key": external_ticket_id}
+        ticket_query(model, "external_id", for_update), {"key": external_ticket_id}
     )
     if ticket is None:
         raise not_known(f"No ticket linked to external ticket {external_ticket_id} here (yet).")
@@ -95,10 +95,10 @@ async def resolve_ticket(
 _ticket_queries: dict[tuple[type[Any], str, bool], Any] = {}
 
 
-def _ticket_by(model: type[TicketColumns], column: str, for_update: bool) -> Any:
-    """The ticket query of every inbound request, built once (building it per request showed up
-    in profiles); `FOR UPDATE` because two API processes must not interleave read-modify-write
-    of one ticket."""
+def ticket_query(model: type[TicketColumns], column: str, for_update: bool) -> Any:
+    """The ticket by `column` = :key, built once (building it per request showed up in
+    profiles); `for_update` before changing it: two API processes must not interleave
+    read-modify-write of one ticket."""
     key = (model, column, for_update)
     if key not in _ticket_queries:
         query = select(model).where(getattr(model, column) == bindparam("key"))
@@ -255,11 +255,6 @@ def _same_or_conflict(
             "ticket or body.",
         )
     return existing
-
-
-def reopen_on_customer_message(ticket: TicketColumns, *, at: datetime) -> None:
-    """Apply `status_after_customer_message` to the ticket."""
-    ticket.status = status_after_customer_message(ticket, at=at)
 
 
 def status_after_customer_message(ticket: TicketColumns, *, at: datetime) -> str:

@@ -23,8 +23,11 @@ from generated.models import (
 from integration_kit.clock import Clock
 from integration_kit.inbound import (
     attachments_json,
+    insert_unless_stored,
     reject_telegram_file_urls,
-    reopen_on_customer_message,
+    status_after_customer_message,
+    ticket_query,
+    update_ticket,
 )
 from integration_kit.outbound import enqueue_message_event, enqueue_status_event
 from integration_kit.outbox import enqueue
@@ -139,7 +142,9 @@ async def users_ticket(
     `for_update` before changing it: a change from the CRM applied meanwhile by another API
     process would otherwise be overwritten from a stale read.
     """
-    ticket = await session.get(Ticket, ticket_id, with_for_update=for_update)
+    ticket: Ticket | None = await session.scalar(
+        ticket_query(Ticket, "id", for_update), {"key": ticket_id}
+    )
     if ticket is None or ticket.telegram_user_id != user_id:
         raise ProblemError(404, NOT_FOUND, "Not found", f"You have no ticket {ticket_id}.")
     return ticket
@@ -175,23 +180,31 @@ async def write_message(
     """Add the user's message; on a closed ticket it reopens it (on both sides, same rule)."""
     reject_telegram_file_urls(attachments)
     ticket = await users_ticket(session, user_id=user.id, ticket_id=ticket_id, for_update=True)
-    existing = await session.scalar(select(Message).where(Message.id == message_id))
-    if existing is not None:
+    now = clock.now()
+    values: dict[str, Any] = {
+        "id": message_id,
+        "ticket_id": ticket.id,
+        "sender_type": SenderType.tma.value,
+        "body": body,
+        "attachments": attachments_json(attachments),
+        "created_at": now,
+    }
+    # The client's id is the idempotency key: a retry stores nothing and gets the stored one.
+    insert = insert_unless_stored(session, Message, key=("id",), returning="seq")
+    stored = await session.scalar(insert, values)
+    if stored is None:
+        existing = await session.scalar(select(Message).where(Message.id == message_id))
+        if existing is None:  # the conflicting row is there by definition
+            raise RuntimeError(f"message {message_id} conflicted but is not stored")
         if existing.ticket_id != ticket.id or existing.body != body:
             raise _conflict(f"Message {message_id} already exists with other content.")
         return existing, False
-    now = clock.now()
-    message = Message(
-        id=message_id,
-        ticket_id=ticket.id,
-        sender_type=SenderType.tma,
-        body=body,
-        attachments=attachments_json(attachments),
-        created_at=now,
-    )
-    session.add(message)
-    reopen_on_customer_message(ticket, at=now)
-    ticket.updated_at = now
+    message = Message(seq=stored, **values)  # the stored row; not added to the session
+    changes: dict[str, Any] = {"updated_at": now}
+    status = status_after_customer_message(ticket, at=now)
+    if status != ticket.status:
+        changes["status"] = status
+    await update_ticket(session, ticket, changes)
     enqueue_message_event(session, Outbox, message=message, sender=SenderType.tma, now=now)
     return message, True
 
