@@ -6,6 +6,9 @@ Found by the fault harness with two API processes per side: the TMA showed a tic
 that the CRM showed `in_progress`, both with the same change time. The user's message had read
 the ticket while it was still closed, and its reopening overwrote the operator's status change
 that another process had applied in between.
+
+Also here: the same ticket or message arriving twice at the same moment in two processes (a
+sender's retry racing its first attempt) is stored once.
 """
 
 from __future__ import annotations
