@@ -88,9 +88,7 @@ def _errors_elsewhere(
     """pydantic's errors for the body at places the strict reading has not reported already."""
     try:
         model.model_validate_json(json.dumps(conformed), strict=True)
-    except (ValidationError, ValueError) as exc:
-        if not isinstance(exc, ValidationError):
-            return []  # not representable as JSON again (a huge number): the known errors stand
+    except ValidationError as exc:
         reported = {tuple(error["loc"]) for error in known}
         return [
             {"type": err["type"], "loc": ("body", *err["loc"]), "msg": err["msg"]}
