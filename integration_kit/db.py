@@ -130,13 +130,11 @@ def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock at once (sqlite_inline waits for another process's lock
     # without blocking the event loop): a deferred transaction that read first would fail
     # outright with SQLITE_BUSY when it came to write after another process (an API process
-    # beside a worker) had committed meanwhile.
+    # beside a worker) had committed meanwhile. Straight to the driver: a statement through
+    # SQLAlchemy costs more than the BEGIN itself.
     driver = connection.connection.driver_connection
-    if isinstance(driver, sqlite_inline.InlineConnection):
-        # Straight to the driver: a statement through SQLAlchemy costs more than the BEGIN.
-        await_only(driver.begin_immediate())
-    else:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    assert isinstance(driver, sqlite_inline.InlineConnection)  # create_engine opened it
+    await_only(driver.begin_immediate())
 
 
 class Database:

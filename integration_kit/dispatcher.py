@@ -17,13 +17,13 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
-from integration_kit.outbox import ClaimedEvent, OutboxRepository
+from integration_kit.outbox import ClaimedEvent, Delivery, OutboxRepository
 from integration_kit.retry import (
     Delivered,
     Dropped,
@@ -35,10 +35,6 @@ from integration_kit.retry import (
 )
 
 log = logging.getLogger(__name__)
-
-
-# An event the receiver accepted, with what it answered (its ids).
-Delivery = tuple[ClaimedEvent, Any]
 
 
 class EventSender(Protocol):

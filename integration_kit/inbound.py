@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Hashable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -92,18 +93,18 @@ async def resolve_ticket(
     return ticket
 
 
-_ticket_queries: dict[tuple[type[Any], str, bool], Any] = {}
-
-
 def ticket_query(model: type[TicketColumns], column: str, for_update: bool) -> Any:
     """The ticket by `column` = :key, built once (building it per request showed up in
     profiles); `for_update` before changing it: two API processes must not interleave
     read-modify-write of one ticket."""
-    key = (model, column, for_update)
-    if key not in _ticket_queries:
-        query = select(model).where(getattr(model, column) == bindparam("key"))
-        _ticket_queries[key] = query.with_for_update() if for_update else query
-    return _ticket_queries[key]
+    # A class is hashable; typeshed's Hashable just does not say so for `type[...]`.
+    return _ticket_query(cast(Hashable, model), column, for_update)
+
+
+@functools.cache
+def _ticket_query(model: Any, column: str, for_update: bool) -> Any:
+    query = select(model).where(getattr(model, column) == bindparam("key"))
+    return query.with_for_update() if for_update else query
 
 
 def reject_telegram_file_urls(attachments: list[Attachment] | None) -> None:

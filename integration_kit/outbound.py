@@ -21,7 +21,7 @@ from generated.client.models import MessageAccepted, MessageRequest, StatusAccep
 from generated.client.types import Response
 from generated.models import SenderType
 from integration_kit.clock import Clock
-from integration_kit.outbox import ClaimedEvent, enqueue
+from integration_kit.outbox import ClaimedEvent, Delivery, enqueue
 from integration_kit.retry import Delivered, Outcome, classify_failure
 from integration_kit.schema import MessageColumns, OutboxColumns, TicketColumns
 
@@ -144,7 +144,7 @@ class MessageSender:
         return outcome_of(response, expected=MessageAccepted, now=self.clock.now())
 
     async def record_deliveries(
-        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+        self, session: AsyncSession, deliveries: Sequence[Delivery]
     ) -> None:
         accepted = [(event, accepted_as(result, MessageAccepted)) for event, result in deliveries]
         await record_peer_message_ids(
@@ -179,7 +179,7 @@ class StatusSender:
         return outcome_of(response, expected=StatusAccepted, now=self.clock.now())
 
     async def record_deliveries(
-        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+        self, session: AsyncSession, deliveries: Sequence[Delivery]
     ) -> None:
         await record_peer_ticket_ids(
             session,

@@ -38,6 +38,10 @@ class ClaimedEvent:
         return (self.ticket_id, self.channel)
 
 
+# An event the receiver accepted, with what it answered (its ids).
+Delivery = tuple[ClaimedEvent, Any]
+
+
 def enqueue(
     session: AsyncSession,
     model: type[OutboxColumns],

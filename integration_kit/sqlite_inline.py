@@ -27,7 +27,6 @@ from typing import Any
 LOCK_WAIT_SECONDS = 30.0
 # The blocking busy timeout for every other statement; bounds how long the loop can stall.
 STATEMENT_BUSY_TIMEOUT_MS = 200
-_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
 class _RunNow:
@@ -49,9 +48,8 @@ class _RunNow:
 class InlineCursor:
     """An aiosqlite-shaped cursor over a sqlite3 cursor."""
 
-    def __init__(self, cursor: sqlite3.Cursor, connection: InlineConnection) -> None:
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
-        self._connection = connection
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -80,10 +78,7 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
-        if sql == _BEGIN_IMMEDIATE:
-            await self._connection.begin_immediate()
-        else:
-            self._cursor.execute(sql, parameters if parameters is not None else ())
+        self._cursor.execute(sql, parameters if parameters is not None else ())
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
@@ -120,10 +115,12 @@ class InlineConnection:
 
     def cursor(self) -> InlineCursor:
         # Not a coroutine: the adapter calls it plainly and then enters the cursor.
-        return InlineCursor(self._conn.cursor(), self)
+        return InlineCursor(self._conn.cursor())
 
     async def begin_immediate(self) -> None:
-        """Take the write lock, waiting for other processes without blocking the event loop."""
+        """Take the write lock, waiting for other processes without blocking the event loop.
+
+        `db` calls this when SQLAlchemy begins a transaction (its "begin" event)."""
         connection = self._conn
         deadline = time.monotonic() + self._lock_wait_seconds
         delay = 0.001
@@ -131,7 +128,7 @@ class InlineConnection:
         try:
             while True:
                 try:
-                    connection.execute(_BEGIN_IMMEDIATE)
+                    connection.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
                     if "locked" not in str(exc) and "busy" not in str(exc):
@@ -163,10 +160,6 @@ class InlineConnection:
     @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
 
 
 def connector(

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from integration_kit.outbox import ClaimedEvent, enqueue
+from integration_kit.outbox import ClaimedEvent, Delivery, enqueue
 from integration_kit.retry import Delivered, Dropped, Failure, Outcome, RetryLater
 from integration_kit.schema import Channel
 from tma_impl.tables import Message, Outbox, Ticket
@@ -68,6 +67,6 @@ class ReplyNotificationSender:
         return Dropped(detail)
 
     async def record_deliveries(
-        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+        self, session: AsyncSession, deliveries: Sequence[Delivery]
     ) -> None:
         return None  # Telegram's message ids are of no use to us

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +16,7 @@ from integration_kit.outbound import (
     record_peer_message_ids,
     record_peer_ticket_ids,
 )
-from integration_kit.outbox import ClaimedEvent
+from integration_kit.outbox import ClaimedEvent, Delivery
 from integration_kit.retry import Outcome
 from tma_impl.tables import Message, Ticket
 
@@ -35,7 +34,7 @@ class TicketCreatedSender:
         return outcome_of(response, expected=TicketAccepted, now=self.clock.now())
 
     async def record_deliveries(
-        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+        self, session: AsyncSession, deliveries: Sequence[Delivery]
     ) -> None:
         accepted = [(event, accepted_as(result, TicketAccepted)) for event, result in deliveries]
         await record_peer_ticket_ids(

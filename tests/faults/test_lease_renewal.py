@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from integration_kit.dispatcher import Dispatcher, EventSender
 from integration_kit.outbound import MESSAGE
-from integration_kit.outbox import ClaimedEvent, OutboxRepository
+from integration_kit.outbox import ClaimedEvent, Delivery, OutboxRepository
 from integration_kit.retry import Outcome
 from integration_kit.runtime import Runtime
 from tests.support.pair import wired_pair
@@ -44,7 +43,7 @@ class HeldSender:
         return await self.inner.send(event)
 
     async def record_deliveries(
-        self, session: AsyncSession, deliveries: Sequence[tuple[ClaimedEvent, Any]]
+        self, session: AsyncSession, deliveries: Sequence[Delivery]
     ) -> None:
         await self.inner.record_deliveries(session, deliveries)
 
