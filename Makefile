@@ -45,6 +45,6 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
 
-# Delivery figures on this machine, each beside a baseline (DESIGN §8); not part of `make test`.
+# Delivery figures on this machine, each beside a baseline (docs/design.md §9); not part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
