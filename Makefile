@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup generate check-generated lint test test-sqlite contract run demo bench clean
+.PHONY: setup generate check-generated lint test test-sqlite contract run demo bench clean migration
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -18,6 +18,10 @@ setup: $(STAMP)
 
 generate: $(STAMP)
 	$(BIN)/python scripts/codegen.py generate
+
+# A new Alembic revision for one side from its tables.py: make migration SIDE=tma MESSAGE="add x"
+migration: $(STAMP)
+	$(BIN)/python -m scripts.makemigration "$(SIDE)" "$(MESSAGE)"
 
 check-generated: $(STAMP)
 	$(BIN)/python scripts/codegen.py check
