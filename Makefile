@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup generate check-generated lint test test-sqlite contract run demo bench clean migration
+.PHONY: setup generate check-generated check-contract lint test test-sqlite contract run demo bench clean migration
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -25,6 +25,11 @@ migration: $(STAMP)
 
 check-generated: $(STAMP)
 	$(BIN)/python scripts/codegen.py check
+
+# Fail on a change to spec/integration.yaml that breaks the released contract (spec/released/)
+# without a new major version.
+check-contract: $(STAMP)
+	$(BIN)/python -m scripts.contract_compat
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
