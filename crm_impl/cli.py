@@ -96,6 +96,7 @@ COMMANDS = BackendCommands(
     migrations=MIGRATIONS,
     add_commands=_add_commands,
     handlers={"operators": _handle_operators},
+    database_commands=frozenset({"operators"}),
 )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from integration_kit.settings import IntegrationSettings
+from integration_kit.settings import IntegrationSettings, Secret
 
 
 class CrmSettings(IntegrationSettings):
@@ -17,8 +17,8 @@ class CrmSettings(IntegrationSettings):
 
     port: int = 8001
     # Development defaults so `make run` works out of the box; refused outside development.
-    inbound_tokens: Annotated[list[str], NoDecode] = Field(
+    inbound_tokens: Annotated[list[str], NoDecode, Secret()] = Field(
         default_factory=lambda: ["dev-tma-to-crm"]
     )
     peer_url: str = "http://127.0.0.1:8000"
-    peer_token: str = "dev-crm-to-tma"
+    peer_token: Annotated[str, Secret()] = "dev-crm-to-tma"

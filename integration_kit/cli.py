@@ -1,7 +1,8 @@
 """The command line both backends share: serve, migrate, worker, outbox, purge.
 
 Each backend's `__main__` describes itself with a `BackendCommands` and may add its own commands.
-Errors are printed as one readable line with exit code 2, never as a traceback.
+Errors are printed as one line that says what to do, with exit code 2 (1 for an error nobody
+foresaw), never as a traceback unless asked for with `--debug`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,13 +22,15 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
-from sqlalchemy.exc import DBAPIError
 
+from integration_kit.failures import Where, describe, first_line
 from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.migrate import upgrade
+from integration_kit.preflight import check_database
 from integration_kit.runtime import Runtime
 from integration_kit.schema import OutboxState
 from integration_kit.settings import IntegrationSettings
+from integration_kit.settings_rules import describe_settings_error
 
 
 class CommandError(Exception):
@@ -43,16 +48,23 @@ class BackendCommands:
     handlers: dict[str, Callable[[argparse.Namespace, IntegrationSettings], int]] = field(
         default_factory=dict
     )
+    # The backend's own commands that need a migrated database (checked before they run).
+    database_commands: frozenset[str] = frozenset()
 
 
 def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {backend.name}_impl")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback behind an error (accepted anywhere on the line)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
         "serve", help="serve the API (with the dispatcher unless --no-dispatcher)"
     )
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=int, help="0: any free port (the one taken is printed)")
     serve.add_argument(
         "--no-dispatcher",
         action="store_true",
@@ -73,7 +85,10 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     skip.add_argument("--reason", required=True)
     outbox_sub.add_parser("purge", help="delete delivered events older than the retention")
     backend.add_commands(sub)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `--debug` may follow the command too (`worker --debug`), where a user tends to add it.
+    debug = "--debug" in words
+    args = parser.parse_args([word for word in words if word != "--debug"])
     # Configure logging only where nobody has yet (a fresh process), as basicConfig itself does: a
     # host that calls main() in-process (tests) keeps its own logging set-up.
     if not logging.getLogger().handlers:
@@ -82,15 +97,24 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         )
         # httpx logs every request URL at INFO; the Bot API's URL carries the bot token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    if debug:
+        # Our modules attach tracebacks to their one-line failure logs at DEBUG.
+        logging.getLogger("integration_kit").setLevel(logging.DEBUG)
+    prefix = f"{backend.name.upper()}_"
     try:
         settings = backend.load_settings()
     except ValidationError as exc:
-        print(f"error: invalid settings: {_validation_summary(exc)}", file=sys.stderr)
-        return 2
+        return _fail(f"invalid settings: {describe_settings_error(exc, prefix)}", debug=debug)
     except SettingsError as exc:
-        print(f"error: invalid settings: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"invalid settings: {exc}", debug=debug)
+    where = Where(
+        url=settings.resolved_database_url(backend.name),
+        prefix=prefix,
+        program=f"python -m {backend.name}_impl",
+    )
     try:
+        if _uses_a_migrated_database(backend, args):
+            check_database(where, backend.migrations)
         if args.command == "serve":
             return _serve(backend, settings, args)
         if args.command == "migrate":
@@ -103,28 +127,34 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_outbox(backend, settings, args))
         return backend.handlers[args.command](args, settings)
     except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except DBAPIError as exc:
-        print(f"error: {_database_problem(exc, backend)}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), debug=debug)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        line = describe(exc, where)
+        if line is None:
+            return _fail(
+                f"unexpected {type(exc).__name__}: {first_line(exc)}"
+                + ("" if debug else " (run again with --debug for the traceback)"),
+                debug=debug,
+                code=1,
+            )
+        return _fail(line, debug=debug)
 
 
-def _database_problem(exc: DBAPIError, backend: BackendCommands) -> str:
-    """What went wrong with the database, in one line, without its URL or the SQL."""
-    text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-    if "no such table" in text or ("relation" in text and "does not exist" in text):
-        return (
-            f"the database has no tables yet: run `python -m {backend.name}_impl migrate` ({text})"
-        )
-    return f"database unavailable: {text}"
+def _uses_a_migrated_database(backend: BackendCommands, args: argparse.Namespace) -> bool:
+    """Commands that need the schema in place; `serve` migrates first unless told not to."""
+    if args.command == "serve":
+        return bool(args.no_migrate)
+    return args.command in {"worker", "outbox"} | backend.database_commands
 
 
-def _validation_summary(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-        for err in exc.errors()
-    )
+def _fail(message: str, *, debug: bool, code: int = 2) -> int:
+    """Print one line (after the traceback, when asked for it) and return the exit code."""
+    if debug and sys.exc_info()[1] is not None:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _where(settings: IntegrationSettings, backend: BackendCommands) -> str:
@@ -142,14 +172,37 @@ def _serve(
 
     if not args.no_migrate:
         _migrate(backend, settings)
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    # Bound here, before saying we listen: a port already taken (say, by an earlier `make run`)
+    # is refused in one line instead of a uvicorn log after the "listening" line.
+    sock = _bind(host, port, backend)
     runtime = backend.build_runtime(settings)
     runtime.run_dispatcher = settings.dispatcher_enabled and not args.no_dispatcher
     app = backend.create_app(runtime)
-    host, port = args.host or settings.host, args.port or settings.port
-    print(f"{backend.name}: listening on http://{host}:{port}", flush=True)
+    print(f"{backend.name}: listening on http://{host}:{sock.getsockname()[1]}", flush=True)
     tune_for_serving()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int, backend: BackendCommands) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn does: a port left in TIME_WAIT by a stopped server may be reused at once.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CommandError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): another process serves "
+            f"there (an earlier `make run`?); stop it, or choose another port with --port or "
+            f"{backend.name.upper()}_PORT"
+        ) from None
+    return sock
 
 
 async def _worker(backend: BackendCommands, settings: IntegrationSettings) -> int:

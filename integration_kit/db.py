@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -60,6 +61,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+SQLITE_SCHEMES = {"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"}
+POSTGRESQL_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg"}
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why `url` is not a database URL this project can use (never repeating it: it may hold a
+    password), or None."""
+    try:
+        scheme = make_url(url).drivername
+    except ArgumentError:
+        return "is not a database URL"
+    if scheme not in SQLITE_SCHEMES | POSTGRESQL_SCHEMES:
+        return f"has an unsupported scheme {scheme!r}"
+    return None
 
 
 def async_url(url: str) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
+from integration_kit.failures import is_database_error, is_database_outage, one_line
 from integration_kit.outbox import ClaimedEvent, Delivery, OutboxRepository
 from integration_kit.retry import (
     Delivered,
@@ -69,6 +70,9 @@ class DispatcherConfig:
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
     send_timeout_seconds: float = 10.0
+    # While rounds fail (the database is away): wait this long, doubling up to the cap.
+    outage_base_seconds: float = 1.0
+    outage_cap_seconds: float = 30.0
 
 
 class Dispatcher:
@@ -126,20 +130,45 @@ class Dispatcher:
             self._task = None
 
     async def run_forever(self) -> None:
+        failed_rounds = 0
         while not self._stopping:
             try:
                 handled = await self.run_once()
-            except Exception:
-                # A database hiccup must not kill delivery; the next round tries again.
-                log.exception("dispatcher round failed")
-                handled = 0
+            except Exception as exc:
+                # The database went away (or a bug): delivery must not die, nor spin. Try again
+                # after a short capped backoff, one log line per attempt; a traceback only for
+                # an error that is not an outage, or with --debug.
+                failed_rounds += 1
+                delay = min(
+                    self.config.outage_cap_seconds,
+                    self.config.outage_base_seconds * 2 ** min(failed_rounds - 1, 32),
+                )
+                database = is_database_error(exc)
+                what = "database unavailable" if is_database_outage(exc) else "round failed"
+                log.warning(
+                    "%s (attempt %d): %s; next attempt in %g s",
+                    what,
+                    failed_rounds,
+                    one_line(exc),
+                    delay,
+                    exc_info=not database or log.isEnabledFor(logging.DEBUG),
+                )
+                await self._pause(delay)
+                continue
+            if failed_rounds:
+                log.info("dispatcher works again after %d failed attempt(s)", failed_rounds)
+                failed_rounds = 0
             if handled or self._stopping:
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_seconds)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._pause(self.config.poll_seconds)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less if woken (a new event, or stop())."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
 
     # --- one round ---------------------------------------------------------------------------
 
@@ -203,8 +232,12 @@ class Dispatcher:
             try:
                 async with self.db.transaction() as session:
                     await self.repository.renew(session, ids, owner=self.owner, until=until)
-            except Exception:
-                log.exception("renewing the leases of a running round failed")
+            except Exception as exc:
+                log.warning(
+                    "renewing the leases of a running round failed: %s",
+                    one_line(exc),
+                    exc_info=not is_database_error(exc) or log.isEnabledFor(logging.DEBUG),
+                )
 
     async def _send(self, event: ClaimedEvent) -> Outcome:
         sender = self.senders.get(event.kind)

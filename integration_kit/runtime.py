@@ -64,6 +64,8 @@ def build_dispatcher(
         poll_seconds=settings.dispatcher_poll_seconds,
         lease_seconds=settings.lease_seconds,
         send_timeout_seconds=settings.peer_timeout_seconds,
+        outage_base_seconds=settings.database_retry_base_seconds,
+        outage_cap_seconds=settings.database_retry_cap_seconds,
     )
     dispatcher = Dispatcher(
         db=db, repository=repository, senders=senders, policy=policy, config=config, clock=clock

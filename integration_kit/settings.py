@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PLACEHOLDERS = {"", "changeme", "change-me", "secret", "token", "placeholder", "xxx", "todo"}
+from integration_kit.db import database_url_problem
+from integration_kit.settings_rules import (
+    PLACEHOLDERS,
+    Secret,
+    env_name,
+    is_secret,
+    secret_problems,
+    setting_error,
+)
+
+__all__ = ["PLACEHOLDERS", "Environment", "IntegrationSettings", "RetrySettings", "Secret"]
 
 
 class Environment(StrEnum):
@@ -54,10 +71,10 @@ class IntegrationSettings(BaseSettings):
     public_url: str = ""
 
     # Tokens the peer may present to us (several, so a token can be rotated without downtime).
-    inbound_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    inbound_tokens: Annotated[list[str], NoDecode, Secret()] = Field(default_factory=list)
     # Where the peer listens and the token it accepts from us.
     peer_url: str = ""
-    peer_token: str = ""
+    peer_token: Annotated[str, Secret()] = ""
     peer_timeout_seconds: float = Field(10.0, gt=0)
 
     retry: RetrySettings = Field(default_factory=RetrySettings)
@@ -67,6 +84,10 @@ class IntegrationSettings(BaseSettings):
     dispatcher_concurrency: int = Field(64, ge=1, le=1000)
     lease_seconds: float = Field(60.0, gt=0)
     retention_days: int = Field(30, ge=1)
+    # While the database does not answer, the dispatcher tries again after this, doubling up to
+    # the cap: seconds, so delivery resumes soon after the database is back.
+    database_retry_base_seconds: float = Field(1.0, gt=0)
+    database_retry_cap_seconds: float = Field(30.0, gt=0)
 
     @field_validator("inbound_tokens", mode="before")
     @classmethod
@@ -76,41 +97,74 @@ class IntegrationSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @classmethod
+    def env_prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", ""))
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        problem = database_url_problem(value) if value else None
+        if problem:
+            raise setting_error(
+                f"{cls.env_prefix()}DATABASE_URL {problem}: use sqlite:///path/to/file.db or "
+                "postgresql://user@host:5432/database"
+            )
+        return value
+
+    @field_validator("peer_url")
+    @classmethod
+    def _https_peer_in_production(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("environment") is Environment.production and not value.startswith(
+            "https://"
+        ):
+            raise setting_error(f"{cls.env_prefix()}PEER_URL must be an https:// URL in production")
+        return value
+
+    # Every field, so secret settings a subclass adds (or a later change) are checked too. Field
+    # validators, not one model validator: pydantic then reports every problem at once, beside
+    # any malformed value.
+    @field_validator("*")
+    @classmethod
+    def _secrets_are_real_in_production(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name
+        marker = is_secret(name, cls.model_fields[name]) if name else None
+        # `environment` comes first, so it is validated by now (absent if it was malformed).
+        if marker is None or info.data.get("environment") is not Environment.production:
+            return value
+        problems = secret_problems(
+            env_name(cls.env_prefix(), [name] if name else []),
+            value,
+            marker=marker,
+            published=cls._development_secrets(),
+        )
+        if problems:
+            raise setting_error("; ".join(problems))
+        return value
+
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> Self:
         # The dispatcher only starts a send that can finish within its lease; a lease shorter
         # than the peer timeout would claim and release events forever without sending any.
         if self.lease_seconds <= self.peer_timeout_seconds:
-            raise ValueError(
-                f"lease_seconds ({self.lease_seconds:g}) must be longer than "
-                f"peer_timeout_seconds ({self.peer_timeout_seconds:g})"
+            prefix = self.env_prefix()
+            raise setting_error(
+                f"{prefix}LEASE_SECONDS ({self.lease_seconds:g}) must be longer than "
+                f"{prefix}PEER_TIMEOUT_SECONDS ({self.peer_timeout_seconds:g})"
             )
         return self
 
-    @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Self:
-        if self.environment is Environment.development:
-            return self
-        problems = []
-        # The development defaults are published in the repository: placeholders as well.
-        placeholders = PLACEHOLDERS | self._development_tokens()
-        if not self.inbound_tokens or any(t.lower() in placeholders for t in self.inbound_tokens):
-            problems.append("inbound_tokens is empty or a placeholder")
-        if self.peer_token.lower() in placeholders:
-            problems.append("peer_token is empty or a placeholder")
-        if not self.peer_url.startswith("https://"):
-            problems.append("peer_url must be https outside development")
-        if problems:
-            raise ValueError("refusing to start in production: " + "; ".join(problems))
-        return self
-
     @classmethod
-    def _development_tokens(cls) -> set[str]:
-        tokens: set[str] = set()
-        for name in ("inbound_tokens", "peer_token"):
-            default = cls.model_fields[name].get_default(call_default_factory=True)
-            tokens.update(default if isinstance(default, list) else [default])
-        return {token.lower() for token in tokens}
+    def _development_secrets(cls) -> set[str]:
+        """The defaults of the secret settings: published in this repository, so never secret."""
+        published: set[str] = set()
+        for name, field in cls.model_fields.items():
+            if is_secret(name, field) is None:
+                continue
+            default = field.get_default(call_default_factory=True)
+            values = default if isinstance(default, list) else [default]
+            published.update(str(value).lower() for value in values if value)
+        return published
 
     def resolved_database_url(self, name: str) -> str:
         """DATABASE_URL if set, else a SQLite file `<data_dir>/<name>.db`."""

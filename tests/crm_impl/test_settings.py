@@ -17,9 +17,9 @@ from tests.e2e.helpers import run_cli_sync
 
 SAFE: dict[str, Any] = {
     "environment": "production",
-    "inbound_tokens": ["vault-tma-to-crm-91be"],
+    "inbound_tokens": ["vault-tma-to-crm-91be5c07d2f4a8e16b3d"],
     "peer_url": "https://miniapp.example.com",
-    "peer_token": "vault-crm-to-tma-03aa",
+    "peer_token": "vault-crm-to-tma-03aa6e19f47c2b8d05a1",
 }
 
 
@@ -30,13 +30,15 @@ def test_production_with_real_secrets_starts() -> None:
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ({"inbound_tokens": []}, "inbound_tokens is empty or a placeholder"),
-        ({"inbound_tokens": ["token"]}, "inbound_tokens is empty or a placeholder"),
-        ({"inbound_tokens": ["dev-tma-to-crm"]}, "inbound_tokens is empty or a placeholder"),
-        ({"peer_token": "xxx"}, "peer_token is empty or a placeholder"),
-        ({"peer_token": "dev-crm-to-tma"}, "peer_token is empty or a placeholder"),
-        ({"peer_url": "http://miniapp.example.com"}, "peer_url must be https"),
-        ({"peer_url": ""}, "peer_url must be https"),
+        ({"inbound_tokens": []}, "CRM_INBOUND_TOKENS is empty"),
+        ({"inbound_tokens": ["token"]}, "CRM_INBOUND_TOKENS is a placeholder"),
+        ({"inbound_tokens": ["dev-tma-to-crm"]}, "CRM_INBOUND_TOKENS is a placeholder"),
+        ({"inbound_tokens": ["vault-tma-to-crm-91be"]}, "CRM_INBOUND_TOKENS is shorter than 32"),
+        ({"peer_token": "xxx"}, "CRM_PEER_TOKEN is a placeholder"),
+        ({"peer_token": "dev-crm-to-tma"}, "CRM_PEER_TOKEN is a placeholder"),
+        ({"peer_token": "vault-crm-to-tma-03aa"}, "CRM_PEER_TOKEN is shorter than 32"),
+        ({"peer_url": "http://miniapp.example.com"}, "CRM_PEER_URL must be an https:// URL"),
+        ({"peer_url": ""}, "CRM_PEER_URL must be an https:// URL"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], reason: str) -> None:
@@ -55,15 +57,12 @@ def test_cli_prints_one_readable_line_for_invalid_settings(
     monkeypatch.setenv("CRM_ENVIRONMENT", "production")
     monkeypatch.setenv("CRM_INBOUND_TOKENS", "")
     monkeypatch.setenv("CRM_PEER_URL", "https://miniapp.example.com")
-    monkeypatch.setenv("CRM_PEER_TOKEN", "vault-crm-to-tma-03aa")
+    monkeypatch.setenv("CRM_PEER_TOKEN", SAFE["peer_token"])
 
     assert run_cli_sync(COMMANDS, ["operators", "list"]) == 2
     captured = capsys.readouterr()
     [line] = captured.err.strip().splitlines()
-    assert line == (
-        "error: invalid settings: settings: Value error, refusing to start in production: "
-        "inbound_tokens is empty or a placeholder"
-    )
+    assert line == "error: invalid settings: CRM_INBOUND_TOKENS is empty: set it"
     assert not (tmp_path / "never.db").exists()
 
 

@@ -17,11 +17,12 @@ from tma_impl.settings import TmaSettings
 
 SAFE: dict[str, Any] = {
     "environment": "production",
-    "inbound_tokens": ["vault-crm-to-tma-7f3a9c"],
+    "inbound_tokens": ["vault-crm-to-tma-7f3a9c0d51e2b8a4c6f9"],
     "peer_url": "https://crm.example.com",
-    "peer_token": "vault-tma-to-crm-c41d2e",
+    "peer_token": "vault-tma-to-crm-c41d2e97ab03f5d1e8c2",
     "bot_token": FAKE_BOT_TOKEN,
 }
+SECRETS = (SAFE["inbound_tokens"][0], SAFE["peer_token"], FAKE_BOT_TOKEN)
 
 
 def _settings(**overrides: Any) -> TmaSettings:
@@ -44,60 +45,92 @@ def test_development_runs_with_the_defaults() -> None:
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ({"inbound_tokens": []}, "inbound_tokens is empty or a placeholder"),
-        ({"inbound_tokens": ["vault-1", "changeme"]}, "inbound_tokens is empty or a placeholder"),
-        ({"inbound_tokens": ["dev-crm-to-tma"]}, "inbound_tokens is empty or a placeholder"),
-        ({"peer_token": ""}, "peer_token is empty or a placeholder"),
-        ({"peer_token": "SECRET"}, "peer_token is empty or a placeholder"),
-        ({"peer_token": "dev-tma-to-crm"}, "peer_token is empty or a placeholder"),
-        ({"peer_url": "http://crm.example.com"}, "peer_url must be https outside development"),
-        ({"bot_token": ""}, "bot_token is empty or a placeholder"),
-        ({"bot_token": "placeholder"}, "bot_token is empty or a placeholder"),
+        ({"inbound_tokens": []}, "TMA_INBOUND_TOKENS is empty"),
+        (
+            {"inbound_tokens": [SAFE["inbound_tokens"][0], "changeme"]},
+            "TMA_INBOUND_TOKENS (value 2 of 2) is a placeholder",
+        ),
+        ({"inbound_tokens": ["dev-crm-to-tma"]}, "TMA_INBOUND_TOKENS is a placeholder"),
+        ({"inbound_tokens": ["k" * 31]}, "TMA_INBOUND_TOKENS is shorter than 32 characters"),
+        ({"peer_token": ""}, "TMA_PEER_TOKEN is empty"),
+        ({"peer_token": "SECRET"}, "TMA_PEER_TOKEN is a placeholder"),
+        ({"peer_token": "dev-tma-to-crm"}, "TMA_PEER_TOKEN is a placeholder"),
+        ({"peer_token": "vault-tma-to-crm-c41d2e"}, "TMA_PEER_TOKEN is shorter than 32"),
+        ({"peer_url": "http://crm.example.com"}, "TMA_PEER_URL must be an https:// URL"),
+        ({"bot_token": ""}, "TMA_BOT_TOKEN is empty"),
+        ({"bot_token": "placeholder"}, "TMA_BOT_TOKEN is a placeholder"),
+        ({"bot_token": "123:short"}, "TMA_BOT_TOKEN is shorter than 32 characters"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], reason: str) -> None:
     with pytest.raises(ValidationError) as refused:
         _settings(**override)
     message = str(refused.value)
-    assert f"refusing to start in production: {reason}" in message
+    assert reason in message
     # The error may end up in a log: it names the problem, never the secrets it was given.
-    for secret in ("vault-crm-to-tma-7f3a9c", "vault-tma-to-crm-c41d2e", FAKE_BOT_TOKEN):
+    for secret in SECRETS:
         assert secret not in message
 
 
+def test_a_secret_of_exactly_32_characters_is_enough() -> None:
+    assert _settings(peer_token="p" * 32, inbound_tokens=["i" * 32]).peer_token == "p" * 32
+
+
 def test_settings_come_from_tma_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    new, old = "vault-new-" + "n" * 30, "vault-old-" + "o" * 30
     monkeypatch.setenv("TMA_ENVIRONMENT", "production")
-    monkeypatch.setenv("TMA_INBOUND_TOKENS", "vault-new, vault-old")
+    monkeypatch.setenv("TMA_INBOUND_TOKENS", f"{new}, {old}")
     monkeypatch.setenv("TMA_PEER_URL", "https://crm.example.com")
-    monkeypatch.setenv("TMA_PEER_TOKEN", "vault-peer")
+    monkeypatch.setenv("TMA_PEER_TOKEN", SAFE["peer_token"])
     monkeypatch.setenv("TMA_BOT_TOKEN", FAKE_BOT_TOKEN)
     monkeypatch.setenv("TMA_RETRY__CAP_SECONDS", "120")
     settings = TmaSettings(_env_file=None)
-    assert settings.inbound_tokens == ["vault-new", "vault-old"]
+    assert settings.inbound_tokens == [new, old]
     assert settings.retry.cap_seconds == 120
     assert settings.bot_token == FAKE_BOT_TOKEN
 
 
-def test_cli_prints_one_readable_line_for_invalid_settings(
+def test_cli_lists_every_settings_problem_in_one_line_naming_the_variables(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """A misconfigured production start ends with exit 2 and one line saying what is wrong."""
+    """A misconfigured production start ends with exit 2 and one line naming every variable to
+    fix, a malformed value beside the production refusals."""
     monkeypatch.setenv("TMA_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'never.db'}")
     monkeypatch.setenv("TMA_ENVIRONMENT", "production")
-    monkeypatch.setenv("TMA_INBOUND_TOKENS", "vault-crm-to-tma-7f3a9c")
+    monkeypatch.setenv("TMA_INBOUND_TOKENS", SAFE["inbound_tokens"][0])
     monkeypatch.setenv("TMA_PEER_URL", "http://crm.example.com")
     monkeypatch.setenv("TMA_PEER_TOKEN", "changeme")
-    monkeypatch.setenv("TMA_BOT_TOKEN", FAKE_BOT_TOKEN)
+    monkeypatch.setenv("TMA_BOT_TOKEN", "123456:too-short")
+    monkeypatch.setenv("TMA_PEER_TIMEOUT_SECONDS", "ten")
 
     assert run_cli_sync(COMMANDS, ["migrate"]) == 2
     captured = capsys.readouterr()
     [line] = captured.err.strip().splitlines()
     assert line.startswith("error: invalid settings: ")
-    assert "peer_token is empty or a placeholder" in line
-    assert "peer_url must be https outside development" in line
-    assert "vault-crm-to-tma-7f3a9c" not in captured.err
+    for problem in (
+        "TMA_PEER_URL must be an https:// URL in production",
+        "TMA_PEER_TOKEN is a placeholder",
+        "TMA_PEER_TIMEOUT_SECONDS: Input should be a valid number",
+        "TMA_BOT_TOKEN is shorter than 32 characters",
+    ):
+        assert problem in line
+    assert "peer_token" not in line  # the variable a person sets, not the field
+    for secret in (*SECRETS, "123456:too-short"):
+        assert secret not in captured.err
     assert captured.out == ""
     assert not (tmp_path / "never.db").exists()
+
+
+def test_cli_names_the_variables_of_a_cross_field_problem(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TMA_LEASE_SECONDS", "5")
+    assert run_cli_sync(COMMANDS, ["outbox", "list"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "error: invalid settings: TMA_LEASE_SECONDS (5) must be longer than "
+        "TMA_PEER_TIMEOUT_SECONDS (10)"
+    )
 
 
 def test_cli_rejects_a_malformed_value_readably(
@@ -106,7 +139,7 @@ def test_cli_rejects_a_malformed_value_readably(
     monkeypatch.setenv("TMA_ENVIRONMENT", "staging")
     assert run_cli_sync(COMMANDS, ["outbox", "list"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: invalid settings: environment: ")
+    assert line.startswith("error: invalid settings: TMA_ENVIRONMENT: ")
 
 
 async def test_the_outbox_command_on_a_database_never_migrated_says_to_migrate(
@@ -134,4 +167,5 @@ def test_the_outbox_command_on_an_unreachable_database_says_so_in_one_line(
     monkeypatch.setenv("TMA_DATABASE_URL", f"sqlite:///{tmp_path / 'a-folder.db'}")
     assert run_cli_sync(COMMANDS, ["outbox", "list"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: database unavailable: ")
+    assert line.startswith("error: cannot open the SQLite database ")
+    assert "check TMA_DATABASE_URL or TMA_DATA_DIR" in line
