@@ -6,17 +6,20 @@ import argparse
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from crm_impl.app import build_runtime, create_app
-from crm_impl.operators.auth import hash_token, new_token
 from crm_impl.settings import CrmSettings
-from crm_impl.tables import Operator
 from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.db import Database
 from integration_kit.settings import IntegrationSettings
+
+# The app and the operator tables are imported by the commands that use them only: a command
+# that fails on its settings or its database says so without first loading the web stack.
+if TYPE_CHECKING:
+    from crm_impl.tables import Operator
+    from integration_kit.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,6 +36,9 @@ def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
 
 async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, str]:
     """Create an operator; returns it with the plain token, which is stored only hashed."""
+    from crm_impl.operators.auth import hash_token, new_token
+    from crm_impl.tables import Operator
+
     name = name.strip()
     if not 1 <= len(name) <= 128:
         raise CommandError("an operator name is 1 to 128 characters")
@@ -46,9 +52,10 @@ async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, 
 
 
 async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
-    db = Database.for_backend(settings, "crm")
+    from crm_impl.tables import Operator
     from integration_kit.clock import SystemClock
 
+    db = Database.for_backend(settings, "crm")
     now = SystemClock().now()
     try:
         if args.operators_command == "add":
@@ -83,16 +90,24 @@ def _handle_operators(args: argparse.Namespace, settings: IntegrationSettings) -
     return asyncio.run(_operators(args, settings))
 
 
-def _build(settings: IntegrationSettings) -> Any:
+def _build(settings: IntegrationSettings) -> Runtime:
+    from crm_impl.app import build_runtime
+
     assert isinstance(settings, CrmSettings)
     return build_runtime(settings)
+
+
+def _create_app(runtime: Runtime) -> Any:
+    from crm_impl.app import create_app
+
+    return create_app(runtime)
 
 
 COMMANDS = BackendCommands(
     name="crm",
     load_settings=CrmSettings,
     build_runtime=_build,
-    create_app=create_app,
+    create_app=_create_app,
     migrations=MIGRATIONS,
     add_commands=_add_commands,
     handlers={"operators": _handle_operators},

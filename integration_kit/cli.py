@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -27,10 +27,11 @@ from integration_kit.failures import Where, describe, first_line
 from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.migrate import upgrade
 from integration_kit.preflight import check_database
-from integration_kit.runtime import Runtime
-from integration_kit.schema import OutboxState
 from integration_kit.settings import IntegrationSettings
 from integration_kit.settings_rules import describe_settings_error
+
+if TYPE_CHECKING:  # the web stack is imported only by the commands that run it
+    from integration_kit.runtime import Runtime
 
 
 class CommandError(Exception):
@@ -223,6 +224,8 @@ async def _worker(backend: BackendCommands, settings: IntegrationSettings) -> in
 async def _outbox(
     backend: BackendCommands, settings: IntegrationSettings, args: argparse.Namespace
 ) -> int:
+    from integration_kit.schema import OutboxState
+
     runtime = backend.build_runtime(settings)
     repo, now = runtime.outbox, runtime.clock.now()
     try:

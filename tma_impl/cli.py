@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.clock import SystemClock
 from integration_kit.settings import Environment, IntegrationSettings
-from tma_impl.app import build_runtime, create_app
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
+
+if TYPE_CHECKING:
+    from integration_kit.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -46,16 +48,26 @@ def _mint(args: argparse.Namespace, settings: IntegrationSettings) -> int:
     return 0
 
 
-def _build(settings: IntegrationSettings) -> Any:
+# The app is imported by the commands that use it only: a command that fails on its settings or
+# its database says so without first loading the whole web stack.
+def _build(settings: IntegrationSettings) -> Runtime:
+    from tma_impl.app import build_runtime
+
     assert isinstance(settings, TmaSettings)
     return build_runtime(settings)
+
+
+def _create_app(runtime: Runtime) -> Any:
+    from tma_impl.app import create_app
+
+    return create_app(runtime)
 
 
 COMMANDS = BackendCommands(
     name="tma",
     load_settings=TmaSettings,
     build_runtime=_build,
-    create_app=create_app,
+    create_app=_create_app,
     migrations=MIGRATIONS,
     add_commands=_add_commands,
     handlers={"mint-initdata": _mint},
