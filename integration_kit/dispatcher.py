@@ -322,6 +322,10 @@ class Dispatcher:
                     async with session.begin_nested():
                         await sender.record_deliveries(session, batch)
                 except Exception as exc:
+                    if is_database_outage(exc):
+                        # Not this answer's fault: the whole settle fails and the round's events
+                        # are sent again once their lease runs out (receivers are idempotent).
+                        raise
                     if len(batch) > 1:
                         batches += [[delivery] for delivery in reversed(batch)]
                         continue
