@@ -171,13 +171,17 @@ def _serve(
 ) -> int:
     import uvicorn
 
-    if not args.no_migrate:
-        _migrate(backend, settings)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
-    # Bound here, before saying we listen: a port already taken (say, by an earlier `make run`)
-    # is refused in one line instead of a uvicorn log after the "listening" line.
+    # Bound first, before migrating and saying we listen: a port already taken (say, by an
+    # earlier `make run`) is refused in one line instead of a uvicorn log after "listening".
     sock = _bind(host, port, backend)
+    if not args.no_migrate:
+        try:
+            _migrate(backend, settings)
+        except BaseException:
+            sock.close()
+            raise
     runtime = backend.build_runtime(settings)
     runtime.run_dispatcher = settings.dispatcher_enabled and not args.no_dispatcher
     app = backend.create_app(runtime)
@@ -196,6 +200,9 @@ def _bind(host: str, port: int, backend: BackendCommands) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening from here on (connections wait in the backlog until uvicorn accepts them),
+        # so "listening on" is true when it is printed.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise CommandError(

@@ -37,6 +37,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on `port` now (bound as uvicorn binds, with SO_REUSEADDR,
+    so a port a stopped server left in TIME_WAIT counts as free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def refuse_taken_ports(ports: dict[str, int]) -> None:
+    """Stop with one line when a port is taken: the health checks would otherwise be answered
+    by whatever listens there (an earlier `make run`), and this stack would seem to run."""
+    taken = [f"{name}={port}" for name, port in ports.items() if not port_is_free(port)]
+    if taken:
+        raise SystemExit(
+            f"error: port {', '.join(taken)} already in use (an earlier `make run` still "
+            "running?): stop it, or choose free ports, e.g. `make run TMA_PORT=8100 CRM_PORT=8101`"
+        )
+
+
 def _side_env(side: str, *, port: int, peer_port: int, data_dir: Path) -> dict[str, str]:
     prefix = side.upper()
     inbound, outbound = (
@@ -76,6 +99,7 @@ def local_stack(
     data_dir: Path, *, tma_port: int, crm_port: int, quiet: bool = False
 ) -> Iterator[Stack]:
     """Both backends with their in-process dispatchers, migrated SQLite files in `data_dir`."""
+    refuse_taken_ports({"TMA_PORT": tma_port, "CRM_PORT": crm_port})
     data_dir.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen[bytes]] = []
     with ExitStack() as logs:

@@ -227,3 +227,41 @@ async def test_a_database_migrated_by_newer_code_is_refused_in_one_line(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: the ")
     assert "was migrated by a newer version of this code (revision f00d)" in line
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    """Said before "listening", not logged by uvicorn after it."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        url = f"sqlite:///{tmp_path / 'c.db'}"
+        result = run("crm", ("serve", "--port", str(port)), url, tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port} (Address already in use): another process "
+        "serves there (an earlier `make run`?); stop it, or choose another port with --port or "
+        "CRM_PORT"
+    )
+
+
+def test_serve_on_port_zero_says_which_port_it_took(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tma_impl", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=_env("tma", f"sqlite:///{tmp_path / 't.db'}", tmp_path),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        port = int(line.rsplit(":", 1)[1])
+        assert line == f"tma: listening on http://127.0.0.1:{port}\n"
+        assert port != 0
+        with socket.create_connection(("127.0.0.1", port), timeout=30):
+            pass  # it is this process that listens there
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
