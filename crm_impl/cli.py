@@ -13,6 +13,7 @@ from sqlalchemy import select
 from crm_impl.settings import CrmSettings
 from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.db import Database
+from integration_kit.narrowing import narrowed
 from integration_kit.settings import IntegrationSettings
 
 # The app and the operator tables are imported by the commands that use them only: a command
@@ -86,15 +87,13 @@ async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
 
 
 def _handle_operators(args: argparse.Namespace, settings: IntegrationSettings) -> int:
-    assert isinstance(settings, CrmSettings)
-    return asyncio.run(_operators(args, settings))
+    return asyncio.run(_operators(args, narrowed(settings, CrmSettings)))
 
 
 def _build(settings: IntegrationSettings) -> Runtime:
     from crm_impl.app import build_runtime
 
-    assert isinstance(settings, CrmSettings)
-    return build_runtime(settings)
+    return build_runtime(narrowed(settings, CrmSettings))
 
 
 def _create_app(runtime: Runtime) -> Any:

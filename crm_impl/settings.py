@@ -21,4 +21,5 @@ class CrmSettings(IntegrationSettings):
         default_factory=lambda: ["dev-tma-to-crm"]
     )
     peer_url: str = "http://127.0.0.1:8000"
-    peer_token: Annotated[str, Secret()] = "dev-crm-to-tma"
+    # S105: a development default, published on purpose; production refuses it (Secret).
+    peer_token: Annotated[str, Secret()] = "dev-crm-to-tma"  # noqa: S105

@@ -25,6 +25,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
 from integration_kit import sqlite_inline
+from integration_kit.narrowing import narrowed
 
 if TYPE_CHECKING:
     from integration_kit.settings import IntegrationSettings
@@ -149,8 +150,7 @@ def _sqlite_begin(connection: Any) -> None:
     # outright with SQLITE_BUSY when it came to write after another process (an API process
     # beside a worker) had committed meanwhile. Straight to the driver: a statement through
     # SQLAlchemy costs more than the BEGIN itself.
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, sqlite_inline.InlineConnection)  # create_engine opened it
+    driver = narrowed(connection.connection.driver_connection, sqlite_inline.InlineConnection)
     await_only(driver.begin_immediate())
 
 

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from generated.models import FieldError, Problem
+from integration_kit.narrowing import narrowed
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,12 @@ _STATUS_TYPES = {
 
 
 async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProblemError)
+    exc = narrowed(exc, ProblemError)
     return problem_response(exc.problem, exc.headers)
 
 
 async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    exc = narrowed(exc, RequestValidationError)
     errors = exc.errors()
     # FastAPI reports a body that is not JSON as a validation error of type json_invalid.
     if any(err.get("type") == "json_invalid" for err in errors):
@@ -118,7 +119,7 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_http_exception(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+    exc = narrowed(exc, StarletteHTTPException)
     type_, title = _STATUS_TYPES.get(exc.status_code, (HTTP_ERROR, "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else None
     problem = Problem(type=type_, title=title, status=exc.status_code, detail=detail)

@@ -14,6 +14,7 @@ from generated.client import AuthenticatedClient
 from integration_kit.clock import Clock
 from integration_kit.db import Database
 from integration_kit.dispatcher import Dispatcher, DispatcherConfig, EventSender
+from integration_kit.narrowing import narrowed
 from integration_kit.outbox import OutboxRepository
 from integration_kit.retry import RetryPolicy
 from integration_kit.settings import IntegrationSettings
@@ -90,9 +91,7 @@ def lifespan_for(runtime: Runtime) -> Callable[[FastAPI], Any]:
 
 
 def runtime_of(request: Request) -> Runtime:
-    runtime = request.app.state.runtime
-    assert isinstance(runtime, Runtime)
-    return runtime
+    return narrowed(request.app.state.runtime, Runtime)
 
 
 async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-TMA_TO_CRM_TOKEN = "dev-tma-to-crm"
-CRM_TO_TMA_TOKEN = "dev-crm-to-tma"
+# S105: the development tokens, published on purpose (production refuses them).
+TMA_TO_CRM_TOKEN = "dev-tma-to-crm"  # noqa: S105
+CRM_TO_TMA_TOKEN = "dev-crm-to-tma"  # noqa: S105
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import httpx
 from scripts.local_stack import ROOT, Stack, local_stack, run_command
 
 OPERATOR_NAME = "Demo operator"
-TOKEN_FILE = "dev-operator.token"
+OPERATOR_FILE = "dev-operator.token"
 
 
 def _port(name: str, default: int) -> int:
@@ -29,7 +29,7 @@ def _port(name: str, default: int) -> int:
 def development_operator(stack: Stack) -> tuple[str, bool]:
     """The development operator's token, and whether it was made just now: the one kept in the
     data folder while the CRM still accepts it, else a new operator."""
-    kept = stack.data_dir / TOKEN_FILE
+    kept = stack.data_dir / OPERATOR_FILE
     if kept.exists():
         token = kept.read_text().strip()
         answer = httpx.get(
@@ -58,7 +58,7 @@ def main() -> int:
                 f"CRM (helpdesk)           listens on {stack.crm_url}\n"
                 f"Data (SQLite):           {data_dir}\n\n"
                 f"{'An operator was created for you' if made else 'Your operator, as before'} "
-                f"({OPERATOR_NAME}; token kept in {data_dir / TOKEN_FILE}):\n"
+                f"({OPERATOR_NAME}; token kept in {data_dir / OPERATOR_FILE}):\n"
                 f"  {token}\n"
                 "A Mini App user's header (valid 24 h):\n"
                 f"  {init_data[:60]}...\n"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.clock import SystemClock
+from integration_kit.narrowing import narrowed
 from integration_kit.settings import Environment, IntegrationSettings
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
@@ -29,8 +30,8 @@ def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     mint.add_argument("--header", action="store_true", help="print as an Authorization header")
 
 
-def _mint(args: argparse.Namespace, settings: IntegrationSettings) -> int:
-    assert isinstance(settings, TmaSettings)
+def _mint(args: argparse.Namespace, any_settings: IntegrationSettings) -> int:
+    settings = narrowed(any_settings, TmaSettings)
     if settings.environment is not Environment.development:
         raise CommandError("mint-initdata only works with TMA_ENVIRONMENT=development")
     if args.user_id < 1:
@@ -53,8 +54,7 @@ def _mint(args: argparse.Namespace, settings: IntegrationSettings) -> int:
 def _build(settings: IntegrationSettings) -> Runtime:
     from tma_impl.app import build_runtime
 
-    assert isinstance(settings, TmaSettings)
-    return build_runtime(settings)
+    return build_runtime(narrowed(settings, TmaSettings))
 
 
 def _create_app(runtime: Runtime) -> Any:

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.models import SenderType
 from integration_kit import endpoints
+from integration_kit.narrowing import narrowed
 from integration_kit.runtime import Runtime
 from integration_kit.schema import MessageColumns, TicketColumns
 from tma_impl.notifications import enqueue_reply_notification
@@ -16,9 +17,12 @@ from tma_impl.tables import Message, Ticket
 def integration_router(runtime: Runtime) -> APIRouter:
     def notify_user(session: AsyncSession, ticket: TicketColumns, message: MessageColumns) -> None:
         # In the same transaction: the user is told exactly once, even across replays.
-        assert isinstance(ticket, Ticket)
-        assert isinstance(message, Message)
-        enqueue_reply_notification(session, ticket=ticket, message=message, now=runtime.clock.now())
+        enqueue_reply_notification(
+            session,
+            ticket=narrowed(ticket, Ticket),
+            message=narrowed(message, Message),
+            now=runtime.clock.now(),
+        )
 
     return endpoints.integration_router(
         runtime,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from integration_kit.narrowing import narrowed
 from integration_kit.problems import UNAUTHORIZED, ProblemError
 from integration_kit.runtime import runtime_of
 from tma_impl.settings import TmaSettings
@@ -21,8 +22,7 @@ async def current_user(request: Request) -> TelegramUser:
     """The Telegram user whose signed initData the request carries; 401 problem+json otherwise."""
     # async, though it never awaits: FastAPI runs a plain `def` dependency in a worker thread.
     runtime = runtime_of(request)
-    settings = runtime.settings
-    assert isinstance(settings, TmaSettings)
+    settings = narrowed(runtime.settings, TmaSettings)
     try:
         init_data = parse_authorization_header(request.headers.get("authorization"))
         parsed = parse_init_data(
