@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup generate check-generated check-contract lint test test-sqlite contract run demo bench clean migration
+.PHONY: setup generate check-generated check-contract lint test test-sqlite contract run demo bench audit clean migration
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -46,13 +46,20 @@ contract: $(STAMP)
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
 
-# Both backends on loopback (TMA :8000, CRM :8001) with SQLite in ./data, until Ctrl-C.
+# Both backends on loopback with SQLite until Ctrl-C: TMA_PORT (8000), CRM_PORT (8001), DATA_DIR
+# (./data) choose where, e.g. `make run TMA_PORT=8100 CRM_PORT=8101`; taken ports are refused.
 run: $(STAMP)
 	$(BIN)/python -m scripts.run_local
 
 # Start both, play a scripted conversation through their APIs, print both databases, exit.
 demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
+
+# pip-audit on requirements.lock; needs its vulnerability service (PyPI's JSON API by default,
+# AUDIT_ARGS="-s osv" for OSV), so it is not part of `make test` or CI. Exit 2 when the service
+# cannot be reached: no answer is never a pass.
+audit: $(STAMP)
+	$(BIN)/python -m scripts.audit $(AUDIT_ARGS)
 
 # Delivery figures on this machine, each beside a baseline (docs/design.md §9); not part of `make test`.
 bench: $(STAMP)

@@ -10,7 +10,6 @@ served by uvicorn on loopback; tickets are opened through the Mini App's user AP
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
@@ -19,13 +18,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -35,6 +33,7 @@ from crm_impl.app import create_app as create_crm_app
 from crm_impl.settings import CrmSettings
 from integration_kit.runtime import Runtime
 from tests.support.databases import POSTGRES_URL, fresh_database
+from tests.support.serving import served
 from tests.support.tcp_proxy import TcpProxy
 from tests.tma_impl.telegram.fake_bot_api import FAKE_BOT_TOKEN
 from tma_impl.app import build_runtime as build_tma
@@ -50,33 +49,6 @@ ATTEMPT = re.compile(
 )
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs TEST_DATABASE_URL (PostgreSQL)")
-
-
-class _QuietServer(uvicorn.Server):
-    # uvicorn would take over SIGINT/SIGTERM of the test process otherwise.
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def served(app: object) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port for the block; yields its base URL."""
-    server = _QuietServer(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)  # type: ignore[arg-type]
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _free_port() -> int:
