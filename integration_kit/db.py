@@ -73,7 +73,7 @@ def database_url_problem(url: str) -> str | None:
     password), or None."""
     try:
         scheme = make_url(url).drivername
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "is not a database URL"
     if scheme not in SQLITE_SCHEMES | POSTGRESQL_SCHEMES:
         return f"has an unsupported scheme {scheme!r}"

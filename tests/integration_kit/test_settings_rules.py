@@ -93,6 +93,7 @@ def test_nested_settings_errors_name_the_nested_variable() -> None:
         ("mysql://user:pw@db/x", "has an unsupported scheme 'mysql'"),
         ("oracle+cx_oracle://db/x", "has an unsupported scheme 'oracle+cx_oracle'"),
         ("not a url", "is not a database URL"),
+        ("postgresql://user:pw@db:port/x", "is not a database URL"),
     ],
 )
 def test_an_unsupported_database_url_is_refused_without_repeating_it(
