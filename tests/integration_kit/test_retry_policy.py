@@ -174,6 +174,6 @@ def test_a_misspelt_retry_setting_is_refused(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_lease_shorter_than_the_peer_timeout_is_refused() -> None:
     """Such a dispatcher would claim events and release them unsent, forever and silently."""
-    with pytest.raises(ValueError, match="lease_seconds"):
+    with pytest.raises(ValueError, match=r"CRM_LEASE_SECONDS \(5\) must be longer than CRM_PEER"):
         CrmSettings(lease_seconds=5, peer_timeout_seconds=10)
     assert CrmSettings(lease_seconds=30, peer_timeout_seconds=10).lease_seconds == 30
