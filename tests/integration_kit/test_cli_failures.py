@@ -265,3 +265,33 @@ def test_serve_on_port_zero_says_which_port_it_took(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs TEST_DATABASE_URL (PostgreSQL)")
+@pytest.mark.parametrize(
+    ("user", "database", "says"),
+    [
+        (
+            "postgres",
+            "ops_never_created",
+            'does not exist (database "ops_never_created" does not exist): create it',
+        ),
+        (
+            "ops_nobody",
+            "postgres",
+            'refused the login (role "ops_nobody" does not exist): fix the user or password in '
+            "TMA_DATABASE_URL",
+        ),
+    ],
+    ids=["no-such-database", "no-such-user"],
+)
+def test_a_server_that_refuses_the_database_or_the_user_is_one_line(
+    tmp_path: Path, user: str, database: str, says: str
+) -> None:
+    server = sa.engine.make_url(POSTGRES_URL)
+    url = server.set(username=user, database=database).render_as_string(hide_password=False)
+    result = run("tma", ("outbox", "list"), url, tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: the PostgreSQL database ")
+    assert says in line
