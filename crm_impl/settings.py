@@ -22,3 +22,7 @@ class CrmSettings(IntegrationSettings):
     )
     peer_url: str = "http://127.0.0.1:8000"
     peer_token: str = "dev-crm-to-tma"
+    inbound_signing_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["whsec_ZGV2ZWxvcG1lbnQtb25seSB0bWEtdG8tY3JtIHNpZ25pbmcgc2VjcmV0"]
+    )
+    peer_signing_secret: str = "whsec_ZGV2ZWxvcG1lbnQtb25seSBjcm0tdG8tdG1hIHNpZ25pbmcgc2VjcmV0"

@@ -22,6 +22,7 @@ PROBLEM_JSON = "application/problem+json"
 MAX_BODY_BYTES = 1024 * 1024
 
 UNAUTHORIZED = "urn:tma-crm:problem:unauthorized"
+SIGNATURE_REFUSED = "urn:tma-crm:problem:signature-refused"
 FORBIDDEN_SENDER = "urn:tma-crm:problem:forbidden-sender"
 FORBIDDEN = "urn:tma-crm:problem:forbidden"
 TICKET_NOT_KNOWN = "urn:tma-crm:problem:ticket-not-known"

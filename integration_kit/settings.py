@@ -9,6 +9,8 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from integration_kit.signing import secret_error
+
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "token", "placeholder", "xxx", "todo"}
 
 
@@ -56,6 +58,10 @@ class IntegrationSettings(BaseSettings):
     peer_url: str = ""
     peer_token: str = ""
     peer_timeout_seconds: float = Field(10.0, gt=0)
+    # Standard Webhooks secrets (`whsec_` + base64 of 24-64 random bytes, docs/delivery.md):
+    # those a peer's signature may match (several, for a rotation), and the one we sign with.
+    inbound_signing_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    peer_signing_secret: str = ""
 
     retry: RetrySettings = Field(default_factory=RetrySettings)
     dispatcher_enabled: bool = True  # run the dispatcher inside the web process
@@ -65,13 +71,25 @@ class IntegrationSettings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0)
     retention_days: int = Field(30, ge=1)
 
-    @field_validator("inbound_tokens", mode="before")
+    @field_validator("inbound_tokens", "inbound_signing_secrets", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         # TMA_INBOUND_TOKENS=new,old: a comma-separated list in the environment.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _signing_secrets_well_formed(self) -> Self:
+        # In every environment: a malformed secret would fail every request, not the start.
+        named = [("inbound_signing_secrets", s) for s in self.inbound_signing_secrets]
+        if self.peer_signing_secret:
+            named.append(("peer_signing_secret", self.peer_signing_secret))
+        for name, secret in named:
+            error = secret_error(secret)
+            if error:
+                raise ValueError(f"{name}: a signing secret {error}")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> Self:
@@ -95,6 +113,12 @@ class IntegrationSettings(BaseSettings):
             problems.append("inbound_tokens is empty or a placeholder")
         if self.peer_token.lower() in placeholders:
             problems.append("peer_token is empty or a placeholder")
+        if not self.inbound_signing_secrets or any(
+            s.lower() in placeholders for s in self.inbound_signing_secrets
+        ):
+            problems.append("inbound_signing_secrets is empty or a development default")
+        if self.peer_signing_secret.lower() in placeholders:
+            problems.append("peer_signing_secret is empty or a development default")
         if not self.peer_url.startswith("https://"):
             problems.append("peer_url must be https outside development")
         if problems:
@@ -104,7 +128,12 @@ class IntegrationSettings(BaseSettings):
     @classmethod
     def _development_tokens(cls) -> set[str]:
         tokens: set[str] = set()
-        for name in ("inbound_tokens", "peer_token"):
+        for name in (
+            "inbound_tokens",
+            "peer_token",
+            "inbound_signing_secrets",
+            "peer_signing_secret",
+        ):
             default = cls.model_fields[name].get_default(call_default_factory=True)
             tokens.update(default if isinstance(default, list) else [default])
         return {token.lower() for token in tokens}

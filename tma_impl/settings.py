@@ -23,6 +23,10 @@ class TmaSettings(IntegrationSettings):
     )
     peer_url: str = "http://127.0.0.1:8001"
     peer_token: str = "dev-tma-to-crm"
+    inbound_signing_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["whsec_ZGV2ZWxvcG1lbnQtb25seSBjcm0tdG8tdG1hIHNpZ25pbmcgc2VjcmV0"]
+    )
+    peer_signing_secret: str = "whsec_ZGV2ZWxvcG1lbnQtb25seSB0bWEtdG8tY3JtIHNpZ25pbmcgc2VjcmV0"
 
     # Telegram. Without a bot token (development only) notifications go to the log.
     bot_token: str = ""

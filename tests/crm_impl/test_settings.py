@@ -20,6 +20,8 @@ SAFE: dict[str, Any] = {
     "inbound_tokens": ["vault-tma-to-crm-91be"],
     "peer_url": "https://miniapp.example.com",
     "peer_token": "vault-crm-to-tma-03aa",
+    "inbound_signing_secrets": ["whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE="],
+    "peer_signing_secret": "whsec_8YmlVzyy7rd2qnmOAIdxcDlVGPYami57CMHOyBjNtwg=",
 }
 
 
@@ -37,6 +39,14 @@ def test_production_with_real_secrets_starts() -> None:
         ({"peer_token": "dev-crm-to-tma"}, "peer_token is empty or a placeholder"),
         ({"peer_url": "http://miniapp.example.com"}, "peer_url must be https"),
         ({"peer_url": ""}, "peer_url must be https"),
+        (
+            {"inbound_signing_secrets": []},
+            "inbound_signing_secrets is empty or a development default",
+        ),
+        (
+            {"peer_signing_secret": CrmSettings.model_fields["peer_signing_secret"].default},
+            "peer_signing_secret is empty or a development default",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], reason: str) -> None:
@@ -56,6 +66,12 @@ def test_cli_prints_one_readable_line_for_invalid_settings(
     monkeypatch.setenv("CRM_INBOUND_TOKENS", "")
     monkeypatch.setenv("CRM_PEER_URL", "https://miniapp.example.com")
     monkeypatch.setenv("CRM_PEER_TOKEN", "vault-crm-to-tma-03aa")
+    monkeypatch.setenv(
+        "CRM_INBOUND_SIGNING_SECRETS", "whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE="
+    )
+    monkeypatch.setenv(
+        "CRM_PEER_SIGNING_SECRET", "whsec_8YmlVzyy7rd2qnmOAIdxcDlVGPYami57CMHOyBjNtwg="
+    )
 
     assert run_cli_sync(COMMANDS, ["operators", "list"]) == 2
     captured = capsys.readouterr()

@@ -24,6 +24,7 @@ from crm_impl.cli import add_operator
 from crm_impl.settings import CrmSettings
 from integration_kit.clock import ManualClock
 from integration_kit.runtime import Runtime
+from integration_kit.signing import SigningTransport
 from tests.support.databases import fresh_database
 from tests.support.faults import FaultyTransport
 from tests.tma_impl.telegram.fake_bot_api import FAKE_BOT_TOKEN, FakeBotApi
@@ -177,12 +178,24 @@ async def wired_pair(kind: str, tmp_path: Path, **settings: Any) -> AsyncIterato
         to_crm.inner = httpx.ASGITransport(app=crm_app)
         to_tma.inner = httpx.ASGITransport(app=tma_app)
         operator, token = await add_operator(crm_runtime.db, "Maria", now=clock.now())
+        # Tests call one side's /api/integration as the other side would: signed with the
+        # caller's secret (read per request, so a test may rotate it).
         async with (
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=tma_app), base_url="http://tma.test"
+                transport=SigningTransport(
+                    httpx.ASGITransport(app=tma_app),
+                    secret=lambda: crm_runtime.settings.peer_signing_secret,
+                    clock=clock,
+                ),
+                base_url="http://tma.test",
             ) as tma,
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=crm_app), base_url="http://crm.test"
+                transport=SigningTransport(
+                    httpx.ASGITransport(app=crm_app),
+                    secret=lambda: tma_runtime.settings.peer_signing_secret,
+                    clock=clock,
+                ),
+                base_url="http://crm.test",
             ) as crm,
         ):
             pair = Pair(

@@ -21,6 +21,8 @@ SAFE: dict[str, Any] = {
     "peer_url": "https://crm.example.com",
     "peer_token": "vault-tma-to-crm-c41d2e",
     "bot_token": FAKE_BOT_TOKEN,
+    "inbound_signing_secrets": ["whsec_Eijo8qRKcrahpHMOX5fRwR5YIGzKZIRnyBEH1lLUpbw="],
+    "peer_signing_secret": "whsec_7RqFb6AZ1QuZVJCeO6DWIOdLDtUD7DyRrNxIGtD8gas=",
 }
 
 
@@ -53,6 +55,23 @@ def test_development_runs_with_the_defaults() -> None:
         ({"peer_url": "http://crm.example.com"}, "peer_url must be https outside development"),
         ({"bot_token": ""}, "bot_token is empty or a placeholder"),
         ({"bot_token": "placeholder"}, "bot_token is empty or a placeholder"),
+        (
+            {"inbound_signing_secrets": []},
+            "inbound_signing_secrets is empty or a development default",
+        ),
+        (
+            {
+                "inbound_signing_secrets": TmaSettings.model_fields[
+                    "inbound_signing_secrets"
+                ].get_default(call_default_factory=True)
+            },
+            "inbound_signing_secrets is empty or a development default",
+        ),
+        ({"peer_signing_secret": ""}, "peer_signing_secret is empty or a development default"),
+        (
+            {"peer_signing_secret": TmaSettings.model_fields["peer_signing_secret"].default},
+            "peer_signing_secret is empty or a development default",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], reason: str) -> None:
@@ -61,7 +80,13 @@ def test_production_refuses_unsafe_settings(override: dict[str, Any], reason: st
     message = str(refused.value)
     assert f"refusing to start in production: {reason}" in message
     # The error may end up in a log: it names the problem, never the secrets it was given.
-    for secret in ("vault-crm-to-tma-7f3a9c", "vault-tma-to-crm-c41d2e", FAKE_BOT_TOKEN):
+    for secret in (
+        "vault-crm-to-tma-7f3a9c",
+        "vault-tma-to-crm-c41d2e",
+        FAKE_BOT_TOKEN,
+        *SAFE["inbound_signing_secrets"],
+        SAFE["peer_signing_secret"],
+    ):
         assert secret not in message
 
 
@@ -70,10 +95,21 @@ def test_settings_come_from_tma_environment_variables(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TMA_INBOUND_TOKENS", "vault-new, vault-old")
     monkeypatch.setenv("TMA_PEER_URL", "https://crm.example.com")
     monkeypatch.setenv("TMA_PEER_TOKEN", "vault-peer")
+    monkeypatch.setenv(
+        "TMA_INBOUND_SIGNING_SECRETS",
+        "whsec_Eijo8qRKcrahpHMOX5fRwR5YIGzKZIRnyBEH1lLUpbw=, whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE=",
+    )
+    monkeypatch.setenv(
+        "TMA_PEER_SIGNING_SECRET", "whsec_7RqFb6AZ1QuZVJCeO6DWIOdLDtUD7DyRrNxIGtD8gas="
+    )
     monkeypatch.setenv("TMA_BOT_TOKEN", FAKE_BOT_TOKEN)
     monkeypatch.setenv("TMA_RETRY__CAP_SECONDS", "120")
     settings = TmaSettings(_env_file=None)
     assert settings.inbound_tokens == ["vault-new", "vault-old"]
+    assert settings.inbound_signing_secrets == [
+        SAFE["inbound_signing_secrets"][0],
+        "whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE=",
+    ]
     assert settings.retry.cap_seconds == 120
     assert settings.bot_token == FAKE_BOT_TOKEN
 
@@ -135,3 +171,24 @@ def test_the_outbox_command_on_an_unreachable_database_says_so_in_one_line(
     assert run_cli_sync(COMMANDS, ["outbox", "list"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: database unavailable: ")
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("dev-secret-without-prefix-0123456789", "must start with whsec_"),
+        ("whsec_not base64!", "must be whsec_ followed by base64"),
+        ("whsec_c2hvcnQ=", "must hold 24 to 64 bytes (it holds 5)"),
+    ],
+)
+def test_a_malformed_signing_secret_is_refused_in_every_environment(
+    secret: str, reason: str
+) -> None:
+    """A secret the Standard Webhooks scheme cannot use would fail every request: refused at
+    start, in development too, without echoing it."""
+    for field in ("peer_signing_secret", "inbound_signing_secrets"):
+        value: Any = secret if field == "peer_signing_secret" else [secret]
+        with pytest.raises(ValidationError) as refused:
+            TmaSettings(**{field: value}, _env_file=None)
+        assert f"{field}: a signing secret {reason}" in str(refused.value)
+        assert secret not in str(refused.value)
