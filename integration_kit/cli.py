@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.migrate import upgrade
+from integration_kit.request_context import RequestIdFilter
 from integration_kit.runtime import Runtime
 from integration_kit.schema import OutboxState
 from integration_kit.settings import IntegrationSettings
@@ -78,8 +79,11 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     # host that calls main() in-process (tests) keeps its own logging set-up.
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
         )
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RequestIdFilter())  # `-` outside a request
         # httpx logs every request URL at INFO; the Bot API's URL carries the bot token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

@@ -37,6 +37,7 @@ UNAVAILABLE = "urn:tma-crm:problem:unavailable"
 METHOD_NOT_ALLOWED = "urn:tma-crm:problem:method-not-allowed"
 UNSUPPORTED_MEDIA_TYPE = "urn:tma-crm:problem:unsupported-media-type"
 HTTP_ERROR = "urn:tma-crm:problem:http-error"
+INTERNAL_ERROR = "urn:tma-crm:problem:internal-error"
 
 
 class ProblemError(Exception):

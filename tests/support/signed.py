@@ -1,4 +1,4 @@
-"""Calling a backend's /api/integration as its peer does: each request signed (Standard Webhooks)."""
+"""Calling a backend's /api/integration as its peer does: every request signed."""
 
 from __future__ import annotations
 

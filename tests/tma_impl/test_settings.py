@@ -97,7 +97,8 @@ def test_settings_come_from_tma_environment_variables(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TMA_PEER_TOKEN", "vault-peer")
     monkeypatch.setenv(
         "TMA_INBOUND_SIGNING_SECRETS",
-        "whsec_Eijo8qRKcrahpHMOX5fRwR5YIGzKZIRnyBEH1lLUpbw=, whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE=",
+        "whsec_Eijo8qRKcrahpHMOX5fRwR5YIGzKZIRnyBEH1lLUpbw=, "
+        "whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE=",
     )
     monkeypatch.setenv(
         "TMA_PEER_SIGNING_SECRET", "whsec_7RqFb6AZ1QuZVJCeO6DWIOdLDtUD7DyRrNxIGtD8gas="
