@@ -28,6 +28,9 @@ from integration_kit.runtime import Runtime
 from integration_kit.schema import OutboxState
 from integration_kit.settings import IntegrationSettings
 
+# Each line names the request it was written for (`-` outside one); see request_context.py.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
 
 class CommandError(Exception):
     """A problem with what the user asked for; printed without a traceback."""
@@ -80,7 +83,7 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+            format=LOG_FORMAT,
         )
         for handler in logging.getLogger().handlers:
             handler.addFilter(RequestIdFilter())  # `-` outside a request
