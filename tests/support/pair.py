@@ -35,6 +35,9 @@ from tma_impl.telegram import TelegramUser, mint_init_data
 
 TMA_TO_CRM_TOKEN = "test-tma-to-crm"
 CRM_TO_TMA_TOKEN = "test-crm-to-tma"
+# Standard Webhooks signing secrets of each direction (whsec_ + base64 of 30 bytes).
+TMA_TO_CRM_SECRET = "whsec_dGVzdCBwYWlyOiB0bWEtdG8tY3JtIHNlY3JldA=="
+CRM_TO_TMA_SECRET = "whsec_dGVzdCBwYWlyOiBjcm0tdG8tdG1hIHNlY3JldA=="
 WEBAPP_URL = "https://miniapp.example.test/support"
 
 
@@ -153,6 +156,8 @@ async def wired_pair(kind: str, tmp_path: Path, **settings: Any) -> AsyncIterato
                 inbound_tokens=[CRM_TO_TMA_TOKEN],
                 peer_url="http://crm.test",
                 peer_token=TMA_TO_CRM_TOKEN,
+                inbound_signing_secrets=[CRM_TO_TMA_SECRET],
+                peer_signing_secret=TMA_TO_CRM_SECRET,
                 bot_token=FAKE_BOT_TOKEN,
                 bot_api_base_url="http://bot.test",
                 webapp_url=WEBAPP_URL,
@@ -168,6 +173,8 @@ async def wired_pair(kind: str, tmp_path: Path, **settings: Any) -> AsyncIterato
                 inbound_tokens=[TMA_TO_CRM_TOKEN],
                 peer_url="http://tma.test",
                 peer_token=CRM_TO_TMA_TOKEN,
+                inbound_signing_secrets=[TMA_TO_CRM_SECRET],
+                peer_signing_secret=CRM_TO_TMA_SECRET,
                 **settings,
             ),
             clock=clock,
