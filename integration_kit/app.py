@@ -8,11 +8,13 @@ from fastapi import APIRouter, FastAPI
 
 from integration_kit.health import router as health_router
 from integration_kit.problems import install_problem_handlers
+from integration_kit.request_context import RequestContext
 from integration_kit.runtime import Runtime, lifespan_for
 
 
 def create_backend_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) -> FastAPI:
-    """An app serving `routers` plus health and metrics, with problem+json errors everywhere.
+    """An app serving `routers` plus health and metrics, with problem+json errors everywhere and
+    a request id on every request (integration_kit/request_context.py).
 
     No generated /openapi.json or docs: the contract is spec/integration.yaml, and an app's own
     derived schema would only invite checking the app against itself.
@@ -26,6 +28,8 @@ def create_backend_app(runtime: Runtime, *, title: str, routers: Sequence[APIRou
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    # Outermost (added last): every answer, a 413 or a 500 included, carries the request id.
+    app.add_middleware(RequestContext)
     for router in routers:
         app.include_router(router)
     app.include_router(health_router)

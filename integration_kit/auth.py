@@ -1,4 +1,4 @@
-"""Bearer-token authentication of the peer on `/api/integration/*`."""
+"""Authentication of the peer on `/api/integration/*`: its bearer token, then its signature."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import Request
 
-from integration_kit.problems import UNAUTHORIZED, ProblemError
+from integration_kit.clock import Clock
+from integration_kit.problems import SIGNATURE_REFUSED, UNAUTHORIZED, ProblemError
+from integration_kit.signing import SignatureRefused, verify_signature
 
 
 def token_matches(presented: str, accepted: Sequence[str]) -> bool:
@@ -50,5 +52,26 @@ def require_bearer(
                 "A valid bearer token is required.",
                 headers={"WWW-Authenticate": 'Bearer realm="integration"'},
             )
+
+    return dependency
+
+
+def require_signature(
+    accepted: Callable[[], Sequence[str]], clock: Clock
+) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency that answers 401 problem+json (type signature-refused) unless one of
+    the `accepted()` secrets signed the request within five minutes of `clock`
+    (integration_kit/signing.py).
+
+    Runs after the bearer check, so an unknown caller never costs an HMAC. The body read here is
+    kept by the request, and the endpoint reads the same bytes.
+    """
+
+    async def dependency(request: Request) -> None:
+        body = await request.body()
+        try:
+            verify_signature(request.headers, body, secrets=accepted(), now=clock.now())
+        except SignatureRefused as exc:
+            raise ProblemError(401, SIGNATURE_REFUSED, "Signature refused", str(exc)) from None
 
     return dependency

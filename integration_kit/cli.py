@@ -33,6 +33,9 @@ from integration_kit.settings_rules import describe_settings_error
 if TYPE_CHECKING:  # the web stack is imported only by the commands that run it
     from integration_kit.runtime import Runtime
 
+# Each line names the request it was written for (`-` outside one); see request_context.py.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
 
 class CommandError(Exception):
     """A problem with what the user asked for; printed without a traceback."""
@@ -94,8 +97,13 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     # host that calls main() in-process (tests) keeps its own logging set-up.
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+            level=logging.INFO,
+            format=LOG_FORMAT,
         )
+        from integration_kit.request_context import RequestIdFilter  # loads the web stack
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RequestIdFilter())  # `-` outside a request
         # httpx logs every request URL at INFO; the Bot API's URL carries the bot token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     if debug:

@@ -25,6 +25,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
+from integration_kit.problems import UNSUPPORTED_MEDIA_TYPE, ProblemError
+
 B = TypeVar("B", bound=BaseModel)
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -38,10 +40,20 @@ _NOT_RFC3339 = "Input should be an RFC 3339 date-time"
 def contract_body(model: type[B]) -> Callable[[Request], Awaitable[B]]:
     """A FastAPI dependency that reads the request body as `model`, strictly (see above).
 
-    A body that is not JSON is a 400, one that breaks the schema a 422 listing the fields.
+    A body not declared `application/json` is a 415, one that is not JSON a 400, one that breaks
+    the schema a 422 listing the fields.
     """
 
     async def read(request: Request) -> B:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            # Read as JSON whatever it claims to be, a text/plain body was stored before.
+            raise ProblemError(
+                415,
+                UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+                "A contract request body is application/json.",
+            )
         raw = await request.body()
         huge: list[str] = []
 

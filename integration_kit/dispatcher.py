@@ -34,6 +34,7 @@ from integration_kit.retry import (
     RetryLater,
     RetryPolicy,
 )
+from integration_kit.signing import signing_event
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,10 @@ class Dispatcher:
         if sender is None:
             return GiveUp(f"no sender for event kind {event.kind!r}")
         try:
-            return await sender.send(event)
+            if event.webhook_id is None:
+                return await sender.send(event)
+            with signing_event(str(event.webhook_id)):
+                return await sender.send(event)
         except Exception as exc:  # timeouts, resets, refused connections: the peer is unavailable
             return RetryLater(Failure.unavailable, f"{type(exc).__name__}: {_safe(exc)}")
 

@@ -1,4 +1,5 @@
-"""The `/api/integration` router both backends serve: bearer auth, postMessage and postStatus.
+"""The `/api/integration` router both backends serve: bearer token and signature, postMessage and
+postStatus.
 
 A backend adds the operations only it serves (the CRM's createTicket) to the router it gets here.
 """
@@ -18,7 +19,7 @@ from generated.models import (
     StatusAccepted,
     StatusRequest,
 )
-from integration_kit.auth import require_bearer
+from integration_kit.auth import require_bearer, require_signature
 from integration_kit.contract_body import contract_body
 from integration_kit.inbound import receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
@@ -40,7 +41,12 @@ def integration_router(
     """Serve postMessage and postStatus for messages written on the `caller` side."""
     router = APIRouter(
         prefix="/api/integration",
-        dependencies=[Depends(require_bearer(lambda: runtime.settings.inbound_tokens))],
+        dependencies=[
+            Depends(require_bearer(lambda: runtime.settings.inbound_tokens)),
+            Depends(
+                require_signature(lambda: runtime.settings.inbound_signing_secrets, runtime.clock)
+            ),
+        ],
     )
 
     @router.post("/messages", status_code=201, operation_id="postMessage")

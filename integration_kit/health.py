@@ -83,7 +83,13 @@ class _OutboxCollector(Collector):
             "Failed attempts scheduled again, by why they failed.",
             labels=["failure"],
         )
-        failures = {Failure.unavailable, Failure.failing, Failure.throttled, Failure.not_known}
+        failures = {
+            Failure.unavailable,
+            Failure.failing,
+            Failure.throttled,
+            Failure.not_known,
+            Failure.signature,
+        }
         for failure in sorted(failures | set(counters.by_failure)):
             by_failure.add_metric([failure], float(counters.by_failure.get(failure, 0)))
         yield by_failure

@@ -32,6 +32,7 @@ class ClaimedEvent:
     attempts: int
     created_at: datetime
     peer_ticket_id: uuid.UUID | None
+    webhook_id: uuid.UUID | None = None  # its webhook-id; None only for events built by hand
 
     @property
     def stream(self) -> tuple[uuid.UUID, str]:
@@ -54,6 +55,7 @@ def enqueue(
 ) -> OutboxColumns:
     """Add an event to the caller's transaction; the dispatcher is woken once it commits."""
     row = model(
+        webhook_id=uuid.uuid4(),
         ticket_id=ticket_id,
         channel=channel,
         kind=kind,
@@ -155,6 +157,7 @@ class OutboxRepository:
                     attempts=row.attempts,
                     created_at=row.created_at,
                     peer_ticket_id=peer_ids.get(row.ticket_id),
+                    webhook_id=row.webhook_id,
                 )
                 for row in rows
             ),

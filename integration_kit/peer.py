@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from http import HTTPStatus
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from generated.client import AuthenticatedClient
+from integration_kit.clock import Clock
+from integration_kit.signing import SigningTransport
 
 PROBLEM_JSON = "application/problem+json"
 _BODY_HEADERS = {"content-type", "content-length", "content-encoding", "transfer-encoding"}
@@ -67,9 +70,12 @@ def make_peer_client(
     base_url: str,
     token: str,
     timeout_seconds: float,
+    signing_secret: Callable[[], str],
+    clock: Clock,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AuthenticatedClient:
-    """An AuthenticatedClient for the peer's `/api/integration`.
+    """An AuthenticatedClient for the peer's `/api/integration`, signing every request (Standard
+    Webhooks, integration_kit/signing.py) with `signing_secret()` at `clock`'s time.
 
     By default requests go through aiohttp under the httpx API: plain httpx used a whole core at
     32 concurrent requests on this machine (encode/httpx#3215), aiohttp about a third of one.
@@ -80,5 +86,11 @@ def make_peer_client(
         token=token,
         timeout=httpx.Timeout(timeout_seconds),
         raise_on_unexpected_status=False,
-        httpx_args={"transport": ErrorsAsProblems(transport or AiohttpTransport())},
+        httpx_args={
+            "transport": ErrorsAsProblems(
+                SigningTransport(
+                    transport or AiohttpTransport(), secret=signing_secret, clock=clock
+                )
+            )
+        },
     )

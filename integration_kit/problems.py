@@ -23,6 +23,7 @@ PROBLEM_JSON = "application/problem+json"
 MAX_BODY_BYTES = 1024 * 1024
 
 UNAUTHORIZED = "urn:tma-crm:problem:unauthorized"
+SIGNATURE_REFUSED = "urn:tma-crm:problem:signature-refused"
 FORBIDDEN_SENDER = "urn:tma-crm:problem:forbidden-sender"
 FORBIDDEN = "urn:tma-crm:problem:forbidden"
 TICKET_NOT_KNOWN = "urn:tma-crm:problem:ticket-not-known"
@@ -37,6 +38,7 @@ UNAVAILABLE = "urn:tma-crm:problem:unavailable"
 METHOD_NOT_ALLOWED = "urn:tma-crm:problem:method-not-allowed"
 UNSUPPORTED_MEDIA_TYPE = "urn:tma-crm:problem:unsupported-media-type"
 HTTP_ERROR = "urn:tma-crm:problem:http-error"
+INTERNAL_ERROR = "urn:tma-crm:problem:internal-error"
 
 
 class ProblemError(Exception):

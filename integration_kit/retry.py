@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from integration_kit.problems import TICKET_NOT_KNOWN
+from integration_kit.problems import SIGNATURE_REFUSED, TICKET_NOT_KNOWN
 
 RETRYABLE_STATUSES = {408, 425, 429}
 
@@ -20,6 +20,9 @@ class Failure:
     unavailable = "unavailable"  # 5xx, timeout, connection error, 408, 425
     throttled = "throttled"  # 429: the peer asked us to slow down; its Retry-After stands
     not_known = "not_known"  # 404 ticket-not-known: the ticket has not reached the peer yet
+    # 401 signature-refused: clocks apart or a slip during a secret rotation. Unlike a refused
+    # token, the fix is usually on its way, so the event waits with backoff instead of dying.
+    signature = "signature"
     # An `unavailable` answer to one event while the peer answered others in the same round: the
     # failure is the event's own, so the peer's recovery does not cut its backoff short.
     failing = "failing"
@@ -138,6 +141,11 @@ def classify_failure(
         return RetryLater(Failure.not_known, summary)
     if status == 429:
         return RetryLater(Failure.throttled, summary, retry_after)
+    if status == 401 and problem_type == SIGNATURE_REFUSED:
+        return RetryLater(
+            Failure.signature,
+            f"signature refused, retried (check both clocks and the signing secrets): {summary}",
+        )
     if status >= 500 or status in RETRYABLE_STATUSES:
         return RetryLater(Failure.unavailable, summary, retry_after)
     return GiveUp(summary)

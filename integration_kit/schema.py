@@ -94,6 +94,9 @@ class OutboxColumns:
         def __init__(self, **kwargs: Any) -> None: ...
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    # The event's `webhook-id`: the same on every attempt, and unlike `id` it survives a restore
+    # into a database whose sequence has moved on (a receiver never confuses two events).
+    webhook_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
     ticket_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     channel: Mapped[str] = mapped_column(String(16), default=Channel.peer)
     kind: Mapped[str] = mapped_column(String(32))

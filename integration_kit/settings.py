@@ -25,6 +25,7 @@ from integration_kit.settings_rules import (
     secret_problems,
     setting_error,
 )
+from integration_kit.signing import secret_error
 
 __all__ = ["PLACEHOLDERS", "Environment", "IntegrationSettings", "RetrySettings", "Secret"]
 
@@ -76,6 +77,10 @@ class IntegrationSettings(BaseSettings):
     peer_url: str = ""
     peer_token: Annotated[str, Secret()] = ""
     peer_timeout_seconds: float = Field(10.0, gt=0)
+    # Standard Webhooks secrets (`whsec_` + base64 of 24-64 random bytes, docs/delivery.md):
+    # those a peer's signature may match (several, for a rotation), and the one we sign with.
+    inbound_signing_secrets: Annotated[list[str], NoDecode, Secret()] = Field(default_factory=list)
+    peer_signing_secret: Annotated[str, Secret()] = ""
 
     retry: RetrySettings = Field(default_factory=RetrySettings)
     dispatcher_enabled: bool = True  # run the dispatcher inside the web process
@@ -89,7 +94,7 @@ class IntegrationSettings(BaseSettings):
     database_retry_base_seconds: float = Field(1.0, gt=0)
     database_retry_cap_seconds: float = Field(30.0, gt=0)
 
-    @field_validator("inbound_tokens", mode="before")
+    @field_validator("inbound_tokens", "inbound_signing_secrets", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         # TMA_INBOUND_TOKENS=new,old: a comma-separated list in the environment.
@@ -140,6 +145,17 @@ class IntegrationSettings(BaseSettings):
         )
         if problems:
             raise setting_error("; ".join(problems))
+        return value
+
+    @field_validator("inbound_signing_secrets", "peer_signing_secret")
+    @classmethod
+    def _signing_secrets_well_formed(cls, value: Any, info: ValidationInfo) -> Any:
+        # In every environment: a malformed secret would fail every request, not the start.
+        for secret in value if isinstance(value, list) else [value] if value else []:
+            error = secret_error(secret)
+            if error:
+                variable = env_name(cls.env_prefix(), [info.field_name or ""])
+                raise setting_error(f"{variable}: a signing secret {error}")
         return value
 
     @model_validator(mode="after")

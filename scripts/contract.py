@@ -5,7 +5,8 @@ As a team's CI would run it against a staging server: each backend runs as its o
 in a temporary folder, migrated and seeded with the tickets the contract tests aim at. Then
 `schemathesis run spec/integration.yaml` checks the operations the spec assigns to that side
 (`--include-tag`), with every phase and check and the settings of schemathesis.toml (a fixed seed,
-no example database, valid data must not be answered 401). Each run writes a JUnit report; the
+no example database, valid data must not be answered 401); a hook signs every request
+(tests/contract/cli_hooks.py). Each run writes a JUnit report; the
 script fails if either run found anything, and always stops the servers.
 
 Environment:
@@ -35,6 +36,11 @@ BIN = Path(sys.executable).parent
 SIDES = ("crm", "tma")
 # Each side's inbound token; the peer URLs point at each other, as deployed.
 TOKENS = {"crm": "contract-cli-tma-to-crm", "tma": "contract-cli-crm-to-tma"}
+# Each side's inbound signing secret (Standard Webhooks); the hooks sign schemathesis's requests.
+SECRETS = {
+    "crm": "whsec_Y29udHJhY3QtY2xpIHRtYS10by1jcm0gc2lnbmluZyBzZWNyZXQ=",
+    "tma": "whsec_Y29udHJhY3QtY2xpIGNybS10by10bWEgc2lnbmluZyBzZWNyZXQ=",
+}
 DEFAULT_EXAMPLES = 100
 
 
@@ -49,6 +55,8 @@ def side_env(side: str, data_dir: Path, peer_port: int) -> dict[str, str]:
         f"{prefix}_INBOUND_TOKENS": TOKENS[side],
         f"{prefix}_PEER_URL": f"http://127.0.0.1:{peer_port}",
         f"{prefix}_PEER_TOKEN": TOKENS[peer],
+        f"{prefix}_INBOUND_SIGNING_SECRETS": SECRETS[side],
+        f"{prefix}_PEER_SIGNING_SECRET": SECRETS[peer],
     }
 
 
@@ -116,6 +124,7 @@ def schemathesis_run(side: str, url: str, examples: int, reports: Path) -> int:
         "PYTHONPATH": str(ROOT),
         "SCHEMATHESIS_HOOKS": "tests.contract.cli_hooks",
         "CONTRACT_SIDE": side,
+        "CONTRACT_SIGNING_SECRET": SECRETS[side],
     }
     print(f"\n=== {side}: {' '.join(command[3:])}", flush=True)
     return subprocess.call(command, cwd=ROOT, env=env)

@@ -28,6 +28,29 @@ def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+SIGNED_BEARER = {"bearerAuth": [], "webhookId": [], "webhookTimestamp": [], "webhookSignature": []}
+
+
+def test_the_signature_headers_are_api_key_schemes_not_parameters(spec: dict[str, Any]) -> None:
+    """Security schemes, so the generated calls keep their signatures (no header arguments)."""
+    schemes = spec["components"]["securitySchemes"]
+    for scheme, header in [
+        ("webhookId", "webhook-id"),
+        ("webhookTimestamp", "webhook-timestamp"),
+        ("webhookSignature", "webhook-signature"),
+    ]:
+        assert schemes[scheme] | {"description": ""} == {
+            "type": "apiKey",
+            "in": "header",
+            "name": header,
+            "description": "",
+        }
+    assert spec["security"] == [SIGNED_BEARER]
+    for _path, _method, op in _operations(spec):
+        assert not [p for p in op.get("parameters", []) if p.get("in") == "header"]
+    assert "urn:tma-crm:problem:signature-refused" in spec["info"]["description"]
+
+
 def test_spec_is_valid_openapi_31(spec: dict[str, Any]) -> None:
     assert spec["openapi"].startswith("3.1")
     validate(spec)
@@ -36,7 +59,8 @@ def test_spec_is_valid_openapi_31(spec: dict[str, Any]) -> None:
 def test_every_operation_is_under_the_integration_prefix_and_secured(spec: dict[str, Any]) -> None:
     for path, _method, op in _operations(spec):
         assert path.startswith("/api/integration/"), path
-        assert op.get("security") == [{"bearerAuth": []}], op["operationId"]
+        # The bearer token and the three Standard Webhooks headers, all required together.
+        assert op.get("security") == [SIGNED_BEARER], op["operationId"]
         assert set(op["x-served-by"]) <= {"tma", "crm"}
         assert set(op["tags"]) == set(op["x-served-by"]), op["operationId"]
 
@@ -54,7 +78,7 @@ def test_every_error_is_problem_json(spec: dict[str, Any]) -> None:
     responses = spec["components"]["responses"]
     for _path, _method, op in _operations(spec):
         codes = set(op["responses"])
-        assert {"400", "401", "413", "422"} <= codes, op["operationId"]
+        assert {"400", "401", "405", "413", "415", "422", "500"} <= codes, op["operationId"]
         for code, response in op["responses"].items():
             if code.startswith(("4", "5")):
                 resolved = responses[response["$ref"].rsplit("/", 1)[-1]]

@@ -40,6 +40,9 @@ def build_runtime(
         base_url=settings.peer_url,
         token=settings.peer_token,
         timeout_seconds=settings.peer_timeout_seconds,
+        # Read per request: a sender switched to a new secret signs with it at once.
+        signing_secret=lambda: settings.peer_signing_secret,
+        clock=clock,
         transport=peer_transport,
     )
     closers = []

@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -38,8 +37,10 @@ from crm_impl.app import create_app as create_crm_app
 from crm_impl.settings import CrmSettings
 from integration_kit.clock import ManualClock
 from integration_kit.runtime import Runtime
+from integration_kit.signing import SigningTransport, signature_headers
 from tests.contract import checks  # noqa: F401  (registers the checks of the spec's prose)
 from tests.contract.seeding import (
+    CLOCK_START,
     SEEDED,
     SEEDED_STATUS_AT,
     Side,
@@ -55,8 +56,9 @@ from tma_impl.app import create_app as create_tma_app
 from tma_impl.settings import TmaSettings
 
 T = TypeVar("T")
-# The credentials a run presents: the backend's own inbound token, a wrong one, or none at all.
-Credentials = Literal["valid", "wrong", "none"]
+# The credentials a run presents: the backend's own inbound token, a wrong one, or none at all;
+# or the right token on an unsigned request, or on one signed six minutes ago (stale).
+Credentials = Literal["valid", "wrong", "none", "unsigned", "stale"]
 # What the hook points generated requests at: seeded tickets and the caller as sender; only the
 # sender (links supply the ids); or nothing.
 Aim = Literal["tickets", "sender", "nothing"]
@@ -67,6 +69,13 @@ CONFIG_PATH = ROOT / "schemathesis.toml"
 
 TOKENS: dict[Side, str] = {"crm": "contract-tma-to-crm", "tma": "contract-crm-to-tma"}
 WRONG_TOKEN = "contract-wrong-token"
+# Each side's inbound signing secret (Standard Webhooks), what its caller signs with.
+SECRETS: dict[Side, str] = {
+    "crm": "whsec_Y29udHJhY3QtdGVzdHMgdG1hLXRvLWNybSBzaWduaW5nIHNlY3JldA==",
+    "tma": "whsec_Y29udHJhY3QtdGVzdHMgY3JtLXRvLXRtYSBzaWduaW5nIHNlY3JldA==",
+}
+# Older than the receiver's 5-minute window.
+STALE_SECONDS = 6 * 60
 BASE_URLS: dict[Side, str] = {"crm": "http://crm.test", "tma": "http://tma.test"}
 TABLES = {"crm": crm_tables, "tma": tma_tables}
 # Cases generated and requests sent (checks send probes of their own) per side, this session.
@@ -76,7 +85,8 @@ TALLY: Counter[str] = Counter()
 def contract_config(side: Side, *, credentials: Credentials, max_examples: int) -> Any:
     """schemathesis.toml (shared with `make contract`), with this run's credentials.
 
-    With a wrong token or none, every request must be answered 401, valid data or not.
+    With a wrong token or none, unsigned or stale, every request must be answered 401, valid
+    data or not.
     """
     config: dict[str, Any] = tomllib.loads(CONFIG_PATH.read_text())
     config["generation"]["max-examples"] = max_examples
@@ -86,8 +96,18 @@ def contract_config(side: Side, *, credentials: Credentials, max_examples: int) 
         # Not even a generated token: the `Authorization` header is left out altogether.
         config["generation"]["with-security-parameters"] = False
     else:
-        token = TOKENS[side] if credentials == "valid" else WRONG_TOKEN
-        config["auth"] = {"openapi": {"bearerAuth": {"bearer": token}}}
+        token = TOKENS[side] if credentials in ("valid", "unsigned", "stale") else WRONG_TOKEN
+        # The webhook-* schemes need values of their own (without them schemathesis sends the
+        # bearer token empty too); the bridge replaces them with the real signature, or drops
+        # them for an unsigned or stale run.
+        config["auth"] = {
+            "openapi": {
+                "bearerAuth": {"bearer": token},
+                "webhookId": {"api_key": "replaced-by-the-bridge"},
+                "webhookTimestamp": {"api_key": "0"},
+                "webhookSignature": {"api_key": "v1,cmVwbGFjZWQtYnktdGhlLWJyaWRnZQ=="},
+            }
+        }
     if credentials != "valid":
         config["checks"] = {
             "positive_data_acceptance": {"expected-statuses": ["401"]},
@@ -109,11 +129,15 @@ def served_by(side: Side) -> Callable[[Any], bool]:
 class AppBridge:
     """The callable schemathesis sends every request to (see the module docstring).
 
-    It also counts the answers by path and status, so a run can show what it reached.
+    It signs each request as the backend's peer would (Standard Webhooks, over the bytes sent),
+    unless the run is meant to be unsigned or stale: a hook on schemathesis's side could only sign
+    the body before it is serialised, and the probes of its checks (`ignored_auth`) bypass
+    hooks. It also counts the answers by path and status, so a run can show what it reached.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: Credentials = "valid") -> None:
         self.backend: Backend | None = None
+        self.credentials = credentials
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         backend = self.backend
@@ -131,8 +155,20 @@ class AppBridge:
         target = environ.get("RAW_URI") or environ.get("PATH_INFO") or "/"
         if environ.get("QUERY_STRING") and "?" not in target:
             target += "?" + environ["QUERY_STRING"]
+        if self.credentials in ("unsigned", "stale"):
+            # The values schemathesis generated for the webhook-* security parameters go too.
+            headers = [(n, v) for n, v in headers if not n.startswith(b"webhook-")]
+        if self.credentials == "stale":
+            signed_at = int(backend.runtime.clock.now().timestamp()) - STALE_SECONDS
+            headers += [
+                (name.encode(), value.encode())
+                for name, value in signature_headers(
+                    SECRETS[backend.side], msg_id=str(uuid.uuid4()), timestamp=signed_at, body=body
+                ).items()
+            ]
+        client = backend.client if self.credentials not in ("unsigned", "stale") else backend.raw
         answer = backend.run(
-            backend.client.request(
+            client.request(
                 environ["REQUEST_METHOD"], backend.base_url + target, headers=headers, content=body
             )
         )
@@ -150,13 +186,15 @@ class AppBridge:
 
 @dataclass
 class Backend:
-    """One backend on a fresh database, with an HTTP client that calls its app in-process."""
+    """One backend on a fresh database, with HTTP clients that call its app in-process: `client`
+    signs every request as the peer does, `raw` sends requests as they are."""
 
     side: Side
     runtime: Runtime
     app: FastAPI
     runner: asyncio.Runner
     client: httpx.AsyncClient
+    raw: httpx.AsyncClient
     base_url: str
     answers: Counter[tuple[str, int]] = field(default_factory=Counter)
 
@@ -244,7 +282,7 @@ def load_contract(
     """The spec file (never an app's own schema), restricted to the operations `side` serves."""
     config = contract_config(side, credentials=credentials, max_examples=max_examples)
     schema = schemathesis.openapi.from_path(SPEC_PATH, config=config).include(served_by(side))
-    bridge = AppBridge()
+    bridge = AppBridge(credentials)
     schema.app = bridge
 
     @schema.hook("after_call")
@@ -268,6 +306,7 @@ def backend_settings(side: Side, url: str) -> CrmSettings | TmaSettings:
     common: dict[str, Any] = {
         "database_url": url,
         "inbound_tokens": [TOKENS[side]],
+        "inbound_signing_secrets": [SECRETS[side]],
         # Nothing is delivered: the dispatcher is not started and the peer URL leads nowhere.
         "peer_url": "http://peer.invalid",
         "peer_token": "contract-peer-token",
@@ -291,7 +330,7 @@ def running_backend(
         stack = AsyncExitStack()
         try:
             url = runner.run(stack.enter_async_context(fresh_database(db_kind, side, tmp_path)))
-            clock = ManualClock(datetime(2026, 11, 27, 10, 0, tzinfo=UTC), tick_seconds=0.001)
+            clock = ManualClock(CLOCK_START, tick_seconds=0.001)
             settings = backend_settings(side, url)
             runtime = (
                 build_crm(settings, clock=clock)
@@ -301,12 +340,17 @@ def running_backend(
             runtime.run_dispatcher = False
             stack.push_async_callback(runtime.close)
             app = create_crm_app(runtime) if side == "crm" else create_tma_app(runtime)
+            served = wrap(app) if wrap else app
             client = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=wrap(app) if wrap else app)
+                transport=SigningTransport(
+                    httpx.ASGITransport(app=served), secret=lambda: SECRETS[side], clock=clock
+                )
             )
+            raw = httpx.AsyncClient(transport=httpx.ASGITransport(app=served))
             stack.push_async_callback(client.aclose)
+            stack.push_async_callback(raw.aclose)
             runner.run(seed(side, runtime.db))
-            yield Backend(side, runtime, app, runner, client, BASE_URLS[side])
+            yield Backend(side, runtime, app, runner, client, raw, BASE_URLS[side])
         finally:
             runner.run(stack.aclose())
 

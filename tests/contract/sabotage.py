@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from generated.models import MessageRequest
-from tests.contract.seeding import Side
+from integration_kit.signing import signature_headers
+from tests.contract.seeding import CLOCK_START, Side
 
 ENV = "CONTRACT_SABOTAGE"
 
@@ -27,23 +29,23 @@ BREAKAGES: dict[tuple[Side, str], str] = {
     ("crm", "/api/integration/status"): "answer 500 to every close",
     # The TMA reads bodies the lax pydantic way again ("5" for an integer, 0 for a date-time).
     ("tma", "/api/integration/messages"): "read bodies laxly",
-    # The TMA forgets to check the token on one operation.
+    # The TMA forgets to check the token (and the signature) on one operation.
     ("tma", "/api/integration/status"): "skip the token check",
 }
 
 
-def from_environment(side: Side, token: str) -> Any:
+def from_environment(side: Side, token: str, secret: str) -> Any:
     """The wrapper the fuzz tests put around `side`'s app: sabotage when asked, else none."""
     if not os.environ.get(ENV):
         return None
-    return lambda app: Sabotage(app, side=side, token=token)
+    return lambda app: Sabotage(app, side=side, token=token, secret=secret)
 
 
 class Sabotage:
     """ASGI middleware that breaks the spec as BREAKAGES says, on buffered requests/answers."""
 
-    def __init__(self, app: ASGIApp, *, side: Side, token: str) -> None:
-        self.app, self.side, self.token = app, side, token
+    def __init__(self, app: ASGIApp, *, side: Side, token: str, secret: str) -> None:
+        self.app, self.side, self.token, self.secret = app, side, token, secret
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         breakage = BREAKAGES.get((self.side, scope.get("path", "")))
@@ -52,11 +54,10 @@ class Sabotage:
             return
         body = await _read_body(receive)
         if breakage == "skip the token check":
+            # Whatever came, the app sees the right token and a valid signature.
             headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
-            scope = {
-                **scope,
-                "headers": [*headers, (b"authorization", f"Bearer {self.token}".encode())],
-            }
+            headers.append((b"authorization", f"Bearer {self.token}".encode()))
+            scope = {**scope, "headers": self._signed(headers, body)}
         if breakage == "read bodies laxly":
             try:
                 body = (
@@ -66,6 +67,10 @@ class Sabotage:
                 )
             except ValueError:
                 pass
+            else:
+                # The rewritten body, signed as if it had been sent so (a signature only over
+                # the original would turn every request into a 401, hiding the laxity).
+                scope = {**scope, "headers": self._signed(scope["headers"], body)}
         if breakage == "answer 500 to every close" and b'"closed"' in body:
             await _answer(send, 500, [(b"content-type", b"text/plain")], b"Internal Server Error")
             return
@@ -75,6 +80,19 @@ class Sabotage:
             data.pop("message_id", None)
             answer = json.dumps(data).encode()
         await _answer(send, status, headers, answer)
+
+    def _signed(self, headers: list[Any], body: bytes) -> list[Any]:
+        """`headers` with the webhook-* ones replaced by a valid signature of `body`."""
+        signature = signature_headers(
+            self.secret,
+            msg_id=str(uuid.uuid4()),
+            timestamp=int(CLOCK_START.timestamp()),
+            body=body,
+        )
+        return [
+            *((k, v) for k, v in headers if not k.startswith(b"webhook-")),
+            *((k.encode(), v.encode()) for k, v in signature.items()),
+        ]
 
 
 async def _read_body(receive: Receive) -> bytes:

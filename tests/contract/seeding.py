@@ -35,6 +35,8 @@ Side = Literal["crm", "tma"]
 # Seeded tickets' status was set at this time, before any generated `changed_at` but a few: a
 # generated change is mostly newer (applied) and sometimes older (acknowledged and ignored).
 SEEDED_STATUS_AT = datetime(1970, 1, 1, tzinfo=UTC)
+# Where the in-process backends' manual clock starts; test requests are signed at its time.
+CLOCK_START = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("6f0f3c1e-2a4b-4c8d-9e7f-0a1b2c3d4e5f")
 
 

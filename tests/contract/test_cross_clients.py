@@ -39,8 +39,9 @@ from generated.client.models import (
     TicketAccepted,
     TicketStatus,
 )
+from integration_kit.clock import SystemClock
 from integration_kit.peer import make_peer_client
-from tests.contract.harness import BASE_URLS, TOKENS, WRONG_TOKEN, backend_settings
+from tests.contract.harness import BASE_URLS, SECRETS, TOKENS, WRONG_TOKEN, backend_settings
 from tests.contract.seeding import SEEDED, Side, seed
 from tests.support.databases import fresh_database
 from tma_impl.app import build_runtime as build_tma
@@ -98,6 +99,8 @@ def _client(app: FastAPI, side: Side, token: str | None = None) -> Authenticated
         base_url=BASE_URLS[side],
         token=token or TOKENS[side],
         timeout_seconds=10,
+        signing_secret=lambda: SECRETS[side],
+        clock=SystemClock(),  # the app's own clock: build_runtime's default
         transport=httpx.ASGITransport(app=app),
     )
 

@@ -21,9 +21,12 @@ SERVES = "test_{side}_serves_its_operations_as_the_spec_says[POST {path}][sqlite
 # What the suite must report for each breakage of sabotage.BREAKAGES.
 EXPECTED = {
     "drop message_id from 2xx answers": ['"message_id" is a required property'],
-    "answer 500 to every close": ["Server error", "Undocumented status code"],
+    # 500 is documented (problem+json with a request id); a bare text/plain 500 is not.
+    "answer 500 to every close": ["Server error", "Undocumented Content-Type"],
     "read bodies laxly": ["Schema-violating request accepted"],
-    "skip the token check": ["API accepts requests without authentication"],
+    # ignored_auth (ST401): with the webhook-* schemes beside the bearer one, schemathesis reports
+    # the webhook values it generated being accepted.
+    "skip the token check": ["API accepts invalid authentication"],
 }
 
 

@@ -20,6 +20,8 @@ SAFE: dict[str, Any] = {
     "inbound_tokens": ["vault-tma-to-crm-91be5c07d2f4a8e16b3d"],
     "peer_url": "https://miniapp.example.com",
     "peer_token": "vault-crm-to-tma-03aa6e19f47c2b8d05a1",
+    "inbound_signing_secrets": ["whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE="],
+    "peer_signing_secret": "whsec_8YmlVzyy7rd2qnmOAIdxcDlVGPYami57CMHOyBjNtwg=",
 }
 
 
@@ -39,6 +41,11 @@ def test_production_with_real_secrets_starts() -> None:
         ({"peer_token": "vault-crm-to-tma-03aa"}, "CRM_PEER_TOKEN is shorter than 32"),
         ({"peer_url": "http://miniapp.example.com"}, "CRM_PEER_URL must be an https:// URL"),
         ({"peer_url": ""}, "CRM_PEER_URL must be an https:// URL"),
+        ({"inbound_signing_secrets": []}, "CRM_INBOUND_SIGNING_SECRETS is empty"),
+        (
+            {"peer_signing_secret": CrmSettings.model_fields["peer_signing_secret"].default},
+            "CRM_PEER_SIGNING_SECRET is a placeholder",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], reason: str) -> None:
@@ -58,6 +65,12 @@ def test_cli_prints_one_readable_line_for_invalid_settings(
     monkeypatch.setenv("CRM_INBOUND_TOKENS", "")
     monkeypatch.setenv("CRM_PEER_URL", "https://miniapp.example.com")
     monkeypatch.setenv("CRM_PEER_TOKEN", SAFE["peer_token"])
+    monkeypatch.setenv(
+        "CRM_INBOUND_SIGNING_SECRETS", "whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE="
+    )
+    monkeypatch.setenv(
+        "CRM_PEER_SIGNING_SECRET", "whsec_8YmlVzyy7rd2qnmOAIdxcDlVGPYami57CMHOyBjNtwg="
+    )
 
     assert run_cli_sync(COMMANDS, ["operators", "list"]) == 2
     captured = capsys.readouterr()

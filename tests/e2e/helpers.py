@@ -100,6 +100,7 @@ class Exchange:
     body: bytes
     status: int | None = None
     answer: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # as sent: signature included
 
     def request_json(self) -> dict[str, Any]:
         return dict(json.loads(self.body))
@@ -117,7 +118,9 @@ class Recorder(httpx.AsyncBaseTransport):
     exchanges: list[Exchange] = field(default_factory=list)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = Exchange(path=request.url.path, body=await request.aread())
+        exchange = Exchange(
+            path=request.url.path, body=await request.aread(), headers=dict(request.headers)
+        )
         self.exchanges.append(exchange)
         response = await self.inner.handle_async_request(request)
         exchange.status, exchange.answer = response.status_code, await response.aread()

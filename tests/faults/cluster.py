@@ -26,6 +26,9 @@ import aiohttp
 BOT_TOKEN = "424242:faults-harness-bot-token"
 TMA_TO_CRM_TOKEN = "faults-tma-to-crm"
 CRM_TO_TMA_TOKEN = "faults-crm-to-tma"
+# Standard Webhooks signing secrets of each direction (whsec_ + base64 of 33 bytes).
+TMA_TO_CRM_SECRET = "whsec_ZmF1bHRzIGhhcm5lc3M6IHRtYS10by1jcm0gc2VjcmV0"
+CRM_TO_TMA_SECRET = "whsec_ZmF1bHRzIGhhcm5lc3M6IGNybS10by10bWEgc2VjcmV0"
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
@@ -108,6 +111,11 @@ class Side:
             if self.name == "tma"
             else (TMA_TO_CRM_TOKEN, CRM_TO_TMA_TOKEN)
         )
+        accepted, signing = (
+            (CRM_TO_TMA_SECRET, TMA_TO_CRM_SECRET)
+            if self.name == "tma"
+            else (TMA_TO_CRM_SECRET, CRM_TO_TMA_SECRET)
+        )
         timing = self.timing
         p = self.prefix
         env.update(
@@ -119,6 +127,8 @@ class Side:
                 f"{p}_INBOUND_TOKENS": inbound,
                 f"{p}_PEER_URL": f"http://127.0.0.1:{self.peer_proxy_port}",
                 f"{p}_PEER_TOKEN": outbound,
+                f"{p}_INBOUND_SIGNING_SECRETS": accepted,
+                f"{p}_PEER_SIGNING_SECRET": signing,
                 f"{p}_PEER_TIMEOUT_SECONDS": str(timing.peer_timeout_seconds),
                 f"{p}_RETRY__BASE_SECONDS": str(timing.retry_base_seconds),
                 f"{p}_RETRY__CAP_SECONDS": str(timing.retry_cap_seconds),

@@ -36,6 +36,7 @@ from tests.e2e.helpers import (
 from tests.support.databases import fresh_database
 from tests.support.faults import FaultyTransport
 from tests.support.pair import Pair
+from tests.support.signed import as_its_peer
 from tma_impl import tables as tma
 from tma_impl.app import build_runtime as build_tma
 from tma_impl.app import create_app as create_tma_app
@@ -176,7 +177,7 @@ async def lone_backend(
         runtime.run_dispatcher = False
         try:
             async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://backend.test"
+                transport=as_its_peer(app, runtime), base_url="http://backend.test"
             ) as client:
                 yield client, runtime
         finally:

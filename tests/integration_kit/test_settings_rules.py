@@ -21,7 +21,7 @@ class LaterSettings(IntegrationSettings):
     model_config = SettingsConfigDict(env_prefix="LATER_", env_file=None)
 
     # Named like a secret, not marked: still checked.
-    peer_signing_secret: str = ""
+    archive_signing_secret: str = ""
     # Marked, named like nothing in particular.
     webhook_keys: Annotated[list[str], NoDecode, Secret()] = Field(default_factory=list)
     # Marked as optional: may stay empty, but not short when set.
@@ -34,7 +34,9 @@ def _production(**overrides: Any) -> dict[str, Any]:
         "inbound_tokens": [LONG],
         "peer_url": "https://peer.example.com",
         "peer_token": LONG,
-        "peer_signing_secret": LONG,
+        "inbound_signing_secrets": ["whsec_Eijo8qRKcrahpHMOX5fRwR5YIGzKZIRnyBEH1lLUpbw="],
+        "peer_signing_secret": "whsec_7RqFb6AZ1QuZVJCeO6DWIOdLDtUD7DyRrNxIGtD8gas=",
+        "archive_signing_secret": LONG,
         "webhook_keys": [LONG],
         **overrides,
     }
@@ -46,10 +48,10 @@ def test_new_secret_settings_pass_when_long_and_set() -> None:
 
 def test_new_secret_settings_are_refused_when_empty_or_short_all_at_once() -> None:
     with pytest.raises(ValidationError) as refused:
-        LaterSettings(**_production(peer_signing_secret="", webhook_keys=[LONG, "short"]))
+        LaterSettings(**_production(archive_signing_secret="", webhook_keys=[LONG, "short"]))
     line = describe_settings_error(refused.value, "LATER_")
     assert line == (
-        "LATER_PEER_SIGNING_SECRET is empty: set it; "
+        "LATER_ARCHIVE_SIGNING_SECRET is empty: set it; "
         "LATER_WEBHOOK_KEYS (value 2 of 2) is shorter than 32 characters: use long random "
         "values, e.g. from `openssl rand -hex 32`"
     )
@@ -62,7 +64,7 @@ def test_an_optional_secret_may_be_empty_but_not_short() -> None:
 
 
 def test_development_accepts_short_secrets() -> None:
-    assert LaterSettings(peer_signing_secret="dev").peer_signing_secret == "dev"
+    assert LaterSettings(archive_signing_secret="dev").archive_signing_secret == "dev"
 
 
 @pytest.mark.parametrize(

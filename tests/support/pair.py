@@ -24,6 +24,7 @@ from crm_impl.cli import add_operator
 from crm_impl.settings import CrmSettings
 from integration_kit.clock import ManualClock
 from integration_kit.runtime import Runtime
+from integration_kit.signing import SigningTransport
 from tests.support.databases import fresh_database
 from tests.support.faults import FaultyTransport
 from tests.tma_impl.telegram.fake_bot_api import FAKE_BOT_TOKEN, FakeBotApi
@@ -34,6 +35,9 @@ from tma_impl.telegram import TelegramUser, mint_init_data
 
 TMA_TO_CRM_TOKEN = "test-tma-to-crm"
 CRM_TO_TMA_TOKEN = "test-crm-to-tma"
+# Standard Webhooks signing secrets of each direction (whsec_ + base64 of 30 bytes).
+TMA_TO_CRM_SECRET = "whsec_dGVzdCBwYWlyOiB0bWEtdG8tY3JtIHNlY3JldA=="
+CRM_TO_TMA_SECRET = "whsec_dGVzdCBwYWlyOiBjcm0tdG8tdG1hIHNlY3JldA=="
 WEBAPP_URL = "https://miniapp.example.test/support"
 
 
@@ -152,6 +156,8 @@ async def wired_pair(kind: str, tmp_path: Path, **settings: Any) -> AsyncIterato
                 inbound_tokens=[CRM_TO_TMA_TOKEN],
                 peer_url="http://crm.test",
                 peer_token=TMA_TO_CRM_TOKEN,
+                inbound_signing_secrets=[CRM_TO_TMA_SECRET],
+                peer_signing_secret=TMA_TO_CRM_SECRET,
                 bot_token=FAKE_BOT_TOKEN,
                 bot_api_base_url="http://bot.test",
                 webapp_url=WEBAPP_URL,
@@ -167,6 +173,8 @@ async def wired_pair(kind: str, tmp_path: Path, **settings: Any) -> AsyncIterato
                 inbound_tokens=[TMA_TO_CRM_TOKEN],
                 peer_url="http://tma.test",
                 peer_token=CRM_TO_TMA_TOKEN,
+                inbound_signing_secrets=[TMA_TO_CRM_SECRET],
+                peer_signing_secret=CRM_TO_TMA_SECRET,
                 **settings,
             ),
             clock=clock,
@@ -177,12 +185,24 @@ async def wired_pair(kind: str, tmp_path: Path, **settings: Any) -> AsyncIterato
         to_crm.inner = httpx.ASGITransport(app=crm_app)
         to_tma.inner = httpx.ASGITransport(app=tma_app)
         operator, token = await add_operator(crm_runtime.db, "Maria", now=clock.now())
+        # Tests call one side's /api/integration as the other side would: signed with the
+        # caller's secret (read per request, so a test may rotate it).
         async with (
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=tma_app), base_url="http://tma.test"
+                transport=SigningTransport(
+                    httpx.ASGITransport(app=tma_app),
+                    secret=lambda: crm_runtime.settings.peer_signing_secret,
+                    clock=clock,
+                ),
+                base_url="http://tma.test",
             ) as tma,
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=crm_app), base_url="http://crm.test"
+                transport=SigningTransport(
+                    httpx.ASGITransport(app=crm_app),
+                    secret=lambda: tma_runtime.settings.peer_signing_secret,
+                    clock=clock,
+                ),
+                base_url="http://crm.test",
             ) as crm,
         ):
             pair = Pair(

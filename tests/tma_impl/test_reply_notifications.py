@@ -17,6 +17,7 @@ from tests.e2e.helpers import AS_CRM, count, linked_ticket, rows
 from tests.support.databases import fresh_database
 from tests.support.faults import FaultyTransport
 from tests.support.pair import CRM_TO_TMA_TOKEN, WEBAPP_URL, Pair
+from tests.support.signed import as_its_peer
 from tests.tma_impl.telegram.fake_bot_api import BLOCKED, FAKE_BOT_TOKEN, too_many_requests
 from tma_impl import tables as tma
 from tma_impl.app import build_runtime, create_app
@@ -129,7 +130,7 @@ async def test_without_a_bot_token_replies_are_stored_and_notifications_logged(
         )
         try:
             async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=create_app(runtime)), base_url="http://tma.test"
+                transport=as_its_peer(create_app(runtime), runtime), base_url="http://tma.test"
             ) as client:
                 ticket_id = str(uuid.uuid4())
                 opened = await client.post(

@@ -21,8 +21,16 @@ SAFE: dict[str, Any] = {
     "peer_url": "https://crm.example.com",
     "peer_token": "vault-tma-to-crm-c41d2e97ab03f5d1e8c2",
     "bot_token": FAKE_BOT_TOKEN,
+    "inbound_signing_secrets": ["whsec_Eijo8qRKcrahpHMOX5fRwR5YIGzKZIRnyBEH1lLUpbw="],
+    "peer_signing_secret": "whsec_7RqFb6AZ1QuZVJCeO6DWIOdLDtUD7DyRrNxIGtD8gas=",
 }
-SECRETS = (SAFE["inbound_tokens"][0], SAFE["peer_token"], FAKE_BOT_TOKEN)
+SECRETS = (
+    SAFE["inbound_tokens"][0],
+    SAFE["peer_token"],
+    FAKE_BOT_TOKEN,
+    *SAFE["inbound_signing_secrets"],
+    SAFE["peer_signing_secret"],
+)
 
 
 def _settings(**overrides: Any) -> TmaSettings:
@@ -60,6 +68,20 @@ def test_development_runs_with_the_defaults() -> None:
         ({"bot_token": ""}, "TMA_BOT_TOKEN is empty"),
         ({"bot_token": "placeholder"}, "TMA_BOT_TOKEN is a placeholder"),
         ({"bot_token": "123:short"}, "TMA_BOT_TOKEN is shorter than 32 characters"),
+        ({"inbound_signing_secrets": []}, "TMA_INBOUND_SIGNING_SECRETS is empty"),
+        (
+            {
+                "inbound_signing_secrets": TmaSettings.model_fields[
+                    "inbound_signing_secrets"
+                ].get_default(call_default_factory=True)
+            },
+            "TMA_INBOUND_SIGNING_SECRETS is a placeholder",
+        ),
+        ({"peer_signing_secret": ""}, "TMA_PEER_SIGNING_SECRET is empty"),
+        (
+            {"peer_signing_secret": TmaSettings.model_fields["peer_signing_secret"].default},
+            "TMA_PEER_SIGNING_SECRET is a placeholder",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], reason: str) -> None:
@@ -82,10 +104,22 @@ def test_settings_come_from_tma_environment_variables(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TMA_INBOUND_TOKENS", f"{new}, {old}")
     monkeypatch.setenv("TMA_PEER_URL", "https://crm.example.com")
     monkeypatch.setenv("TMA_PEER_TOKEN", SAFE["peer_token"])
+    monkeypatch.setenv(
+        "TMA_INBOUND_SIGNING_SECRETS",
+        "whsec_Eijo8qRKcrahpHMOX5fRwR5YIGzKZIRnyBEH1lLUpbw=, "
+        "whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE=",
+    )
+    monkeypatch.setenv(
+        "TMA_PEER_SIGNING_SECRET", "whsec_7RqFb6AZ1QuZVJCeO6DWIOdLDtUD7DyRrNxIGtD8gas="
+    )
     monkeypatch.setenv("TMA_BOT_TOKEN", FAKE_BOT_TOKEN)
     monkeypatch.setenv("TMA_RETRY__CAP_SECONDS", "120")
     settings = TmaSettings(_env_file=None)
     assert settings.inbound_tokens == [new, old]
+    assert settings.inbound_signing_secrets == [
+        SAFE["inbound_signing_secrets"][0],
+        "whsec_eo4QHTe6rle3litcxHMqV5XTKOAiPDPQgxThH+NAjeE=",
+    ]
     assert settings.retry.cap_seconds == 120
     assert settings.bot_token == FAKE_BOT_TOKEN
 
@@ -169,3 +203,24 @@ def test_the_outbox_command_on_an_unreachable_database_says_so_in_one_line(
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: cannot open the SQLite database ")
     assert "check TMA_DATABASE_URL or TMA_DATA_DIR" in line
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("dev-secret-without-prefix-0123456789", "must start with whsec_"),
+        ("whsec_not base64!", "must be whsec_ followed by base64"),
+        ("whsec_c2hvcnQ=", "must hold 24 to 64 bytes (it holds 5)"),
+    ],
+)
+def test_a_malformed_signing_secret_is_refused_in_every_environment(
+    secret: str, reason: str
+) -> None:
+    """A secret the Standard Webhooks scheme cannot use would fail every request: refused at
+    start, in development too, without echoing it."""
+    for field in ("peer_signing_secret", "inbound_signing_secrets"):
+        value: Any = secret if field == "peer_signing_secret" else [secret]
+        with pytest.raises(ValidationError) as refused:
+            TmaSettings(**{field: value}, _env_file=None)
+        assert f"TMA_{field.upper()}: a signing secret {reason}" in str(refused.value)
+        assert secret not in str(refused.value)
