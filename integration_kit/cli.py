@@ -21,7 +21,9 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import DBAPIError
 
+from integration_kit import cutover_cli
 from integration_kit.gc_tuning import tune_for_serving
+from integration_kit.legacy import LegacySide
 from integration_kit.migrate import upgrade
 from integration_kit.runtime import Runtime
 from integration_kit.schema import OutboxState
@@ -43,6 +45,7 @@ class BackendCommands:
     handlers: dict[str, Callable[[argparse.Namespace, IntegrationSettings], int]] = field(
         default_factory=dict
     )
+    legacy: LegacySide | None = None  # the way from the audited old system (docs/cutover.md)
 
 
 def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
@@ -59,7 +62,8 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         help="deliver with separate `worker` processes instead",
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate before serving")
-    sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    cutover_cli.add_migrate_options(migrate)
     sub.add_parser("worker", help="run the dispatcher alone (scale-out)")
     outbox = sub.add_parser("outbox", help="inspect and repair deliveries")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
@@ -94,7 +98,13 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(backend, settings, args)
         if args.command == "migrate":
-            _migrate(backend, settings)
+            if backend.legacy is not None:
+                url = settings.resolved_database_url(backend.name)
+                code = cutover_cli.migrate(backend.legacy, url, args)
+                if code is not None:
+                    return code
+            else:
+                _migrate(backend, settings)
             print(f"{backend.name}: database at {_where(settings, backend)} is up to date")
             return 0
         if args.command == "worker":
@@ -102,7 +112,7 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         if args.command == "outbox":
             return asyncio.run(_outbox(backend, settings, args))
         return backend.handlers[args.command](args, settings)
-    except CommandError as exc:
+    except (CommandError, cutover_cli.CutoverError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DBAPIError as exc:
@@ -132,7 +142,10 @@ def _where(settings: IntegrationSettings, backend: BackendCommands) -> str:
 
 
 def _migrate(backend: BackendCommands, settings: IntegrationSettings) -> None:
-    upgrade(backend.migrations, settings.resolved_database_url(backend.name))
+    url = settings.resolved_database_url(backend.name)
+    if backend.legacy is not None:
+        cutover_cli.refuse_legacy(backend.legacy, url)
+    upgrade(backend.migrations, url)
 
 
 def _serve(

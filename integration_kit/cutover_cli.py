@@ -1,0 +1,69 @@
+"""`migrate --stamp-legacy | --check | --scrub`: the legacy path's commands (docs/cutover.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from integration_kit import legacy
+from integration_kit.legacy import LegacyRefused, LegacySide
+
+
+class CutoverError(Exception):
+    """A cut-over step refused; printed as one line."""
+
+
+def add_migrate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stamp-legacy",
+        action="store_true",
+        help="mark an existing old database (no Alembic version yet) as the legacy baseline",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="an old database: list the rows that would break the new model; change nothing",
+    )
+    parser.add_argument(
+        "--scrub",
+        action="store_true",
+        help="an old database: cut over-long subjects and bodies, remove NUL and Telegram file "
+        "URL attachments while converting (see `--check` for what)",
+    )
+
+
+def migrate(side: LegacySide, url: str, args: argparse.Namespace) -> int | None:
+    """Run `migrate [--check] [--scrub]`; an exit code, or None once upgraded to head."""
+    if args.stamp_legacy:
+        try:
+            legacy.stamp_legacy(url, side)
+        except ValueError as exc:
+            raise CutoverError(str(exc)) from None
+        print(f"{side.name}: stamped as the old database ({side.baseline}); next: migrate --check")
+        return 0
+    state = legacy.state_of(url, side)
+    if args.check:
+        if state != "legacy":
+            print(f"{side.name}: not an old database (stamped legacy): nothing to check")
+            return 0
+        findings = legacy.check(url, side)
+        for finding in findings:
+            print(finding.line())
+        print(f"{len(findings)} row(s) would break the new model")
+        return 1 if findings else 0
+    try:
+        legacy.migrate(url, side, scrub=args.scrub)
+    except LegacyRefused as exc:
+        for finding in exc.findings:
+            print(finding.line(), file=sys.stderr)
+        raise CutoverError(str(exc)) from None
+    return None
+
+
+def refuse_legacy(side: LegacySide, url: str) -> None:
+    """`serve` migrates by itself, but never converts an old database behind an operator's back."""
+    if legacy.state_of(url, side) != "main":
+        raise CutoverError(
+            f"the database is an old {side.name} one: run `python -m {side.name}_impl migrate "
+            "--check`, then `migrate`"
+        )
