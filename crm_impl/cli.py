@@ -11,10 +11,12 @@ from typing import Any
 from sqlalchemy import select
 
 from crm_impl.app import build_runtime, create_app
+from crm_impl.cutover import LINK
 from crm_impl.legacy import SIDE as LEGACY
 from crm_impl.operators.auth import hash_token, new_token
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Operator
+from integration_kit import cutover_cli
 from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.db import Database
 from integration_kit.settings import IntegrationSettings
@@ -23,6 +25,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    cutover_cli.add_link_command(sub)
     operators = sub.add_parser("operators", help="manage operator accounts and their tokens")
     op_sub = operators.add_subparsers(dest="operators_command", required=True)
     add = op_sub.add_parser("add", help="create an operator and print their token (shown once)")
@@ -97,7 +100,12 @@ COMMANDS = BackendCommands(
     migrations=MIGRATIONS,
     add_commands=_add_commands,
     legacy=LEGACY,
-    handlers={"operators": _handle_operators},
+    handlers={
+        "link": lambda args, settings: asyncio.run(
+            cutover_cli.run_link(Database.for_backend(settings, "crm"), LINK, args)
+        ),
+        "operators": _handle_operators,
+    },
 )
 
 

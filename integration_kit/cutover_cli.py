@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from integration_kit import legacy
+from integration_kit.db import Database
 from integration_kit.legacy import LegacyRefused, LegacySide
+from integration_kit.link import (
+    LinkSide,
+    export_pairs,
+    link,
+    pairs_from_own_data,
+    read_pairs,
+    write_pairs,
+)
 
 
 class CutoverError(Exception):
@@ -67,3 +78,36 @@ def refuse_legacy(side: LegacySide, url: str) -> None:
             f"the database is an old {side.name} one: run `python -m {side.name}_impl migrate "
             "--check`, then `migrate`"
         )
+
+
+def add_link_command(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser(
+        "link",
+        help="record the other side's id of tickets from before the cut-over (idempotent)",
+        description="Without --pairs: link from this side's own data. See docs/cutover.md.",
+    )
+    parser.add_argument("--pairs", type=Path, help="a CSV of pairs exported by the other side")
+    parser.add_argument("--export", type=Path, help="write the pairs this side knows to a CSV")
+
+
+async def run_link(db: Database, side: LinkSide, args: argparse.Namespace) -> int:
+    """`link [--pairs FILE] [--export FILE]`."""
+    try:
+        pairs = read_pairs(args.pairs) if args.pairs else None
+    except ValueError as exc:
+        raise CutoverError(str(exc)) from None
+    try:
+        async with db.transaction() as session:
+            if pairs is None:
+                pairs = await pairs_from_own_data(session, side)
+            report = await link(session, side, pairs)
+        for line in report.lines():
+            print(line)
+        if args.export:
+            async with db.transaction() as session:
+                exported = await export_pairs(session, side)
+            count = write_pairs(args.export, exported)
+            print(f"wrote {count} pair(s) to {args.export}")
+    finally:
+        await db.dispose()
+    return 0

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import Any
 
+from integration_kit import cutover_cli
 from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.clock import SystemClock
+from integration_kit.db import Database
 from integration_kit.settings import Environment, IntegrationSettings
 from tma_impl.app import build_runtime, create_app
+from tma_impl.cutover import LINK
 from tma_impl.legacy import SIDE as LEGACY
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
@@ -18,6 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    cutover_cli.add_link_command(sub)
     mint = sub.add_parser(
         "mint-initdata", help="print valid initData for a test user (development only)"
     )
@@ -60,7 +65,12 @@ COMMANDS = BackendCommands(
     migrations=MIGRATIONS,
     add_commands=_add_commands,
     legacy=LEGACY,
-    handlers={"mint-initdata": _mint},
+    handlers={
+        "link": lambda args, settings: asyncio.run(
+            cutover_cli.run_link(Database.for_backend(settings, "tma"), LINK, args)
+        ),
+        "mint-initdata": _mint,
+    },
 )
 
 

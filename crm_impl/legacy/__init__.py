@@ -17,6 +17,7 @@ so a team whose old schema differs changes this package and nothing else:
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from sqlalchemy import Uuid
@@ -42,3 +43,8 @@ SIDE = LegacySide(
     baseline="crm_legacy",
     layout=LAYOUT,
 )
+
+
+def peer_ticket_id(ticket_id: uuid.UUID) -> uuid.UUID:
+    """The old TMA's id of a ticket that came from it: the same UUID, the old CRM took it."""
+    return ticket_id

@@ -128,10 +128,15 @@ def _at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-async def seed(tma_url: str, crm_url: str, tickets: Sequence[OldTicket]) -> uuid.UUID:
-    """Write `tickets` into both old databases, plus one CRM-only ticket; returns its id."""
+async def seed(
+    tma_url: str, crm_url: str, tickets: Sequence[OldTicket], *, tma_only: Sequence[OldTicket] = ()
+) -> uuid.UUID:
+    """Write `tickets` into both old databases, plus one CRM-only ticket (returns its id), and
+    `tma_only`: tickets whose creation never reached the old CRM."""
     tma_tickets, crm_tickets, tma_messages, crm_messages = [], [], [], []
-    for ticket in tickets:
+    for ticket in [*tickets, *tma_only]:
+        if ticket in tma_only:  # no operator ever saw it
+            ticket.tma, ticket.crm = [m for m in ticket.tma if m[0] == "local"], []
         common = {
             "id": ticket.id,
             "status": "open",
@@ -141,7 +146,8 @@ async def seed(tma_url: str, crm_url: str, tickets: Sequence[OldTicket]) -> uuid
             "updated_at": _at(ticket.tma[-1][2]),
         }
         tma_tickets.append({**common, "theme": ticket.subject, "user_id": ticket.user_id})
-        crm_tickets.append({**common, "subject": ticket.subject})
+        if ticket not in tma_only:
+            crm_tickets.append({**common, "subject": ticket.subject})
         for sender, body, minute in ticket.tma:
             tma_messages.append(
                 {

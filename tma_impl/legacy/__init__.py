@@ -47,3 +47,8 @@ SIDE = LegacySide(
 def message_uuid(legacy_id: int) -> uuid.UUID:
     """The new id of an old integer message id (the same on every run and machine)."""
     return legacy_uuid(f"{MESSAGE_PREFIX}{legacy_id}")
+
+
+def peer_ticket_id(ticket_id: uuid.UUID) -> uuid.UUID:
+    """The old CRM's id of a ticket the old TMA sent it: the same UUID (see crm_impl.legacy)."""
+    return ticket_id
