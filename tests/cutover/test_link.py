@@ -29,7 +29,7 @@ async def _links(
     try:
         async with AsyncSession(engine) as session:
             rows = await session.execute(select(model.id, model.external_id))
-            return dict(rows)
+            return dict(rows.all())
     finally:
         await engine.dispose()
 
@@ -39,7 +39,7 @@ async def _customers(url: str) -> dict[uuid.UUID, int]:
     try:
         async with AsyncSession(engine) as session:
             rows = await session.execute(select(crm.Ticket.id, crm.Ticket.customer_telegram_id))
-            return dict(rows)
+            return dict(rows.all())
     finally:
         await engine.dispose()
 
