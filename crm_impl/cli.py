@@ -18,6 +18,7 @@ from crm_impl.settings import CrmSettings
 from crm_impl.tables import Operator
 from integration_kit import cutover_cli
 from integration_kit.cli import BackendCommands, CommandError, main
+from integration_kit.clock import SystemClock
 from integration_kit.db import Database
 from integration_kit.settings import IntegrationSettings
 
@@ -26,6 +27,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     cutover_cli.add_link_command(sub)
+    cutover_cli.add_backfill_command(sub)
     operators = sub.add_parser("operators", help="manage operator accounts and their tokens")
     op_sub = operators.add_subparsers(dest="operators_command", required=True)
     add = op_sub.add_parser("add", help="create an operator and print their token (shown once)")
@@ -51,7 +53,6 @@ async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, 
 
 async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
     db = Database.for_backend(settings, "crm")
-    from integration_kit.clock import SystemClock
 
     now = SystemClock().now()
     try:
@@ -103,6 +104,15 @@ COMMANDS = BackendCommands(
     handlers={
         "link": lambda args, settings: asyncio.run(
             cutover_cli.run_link(Database.for_backend(settings, "crm"), LINK, args)
+        ),
+        "backfill": lambda args, settings: asyncio.run(
+            cutover_cli.run_backfill(
+                Database.for_backend(settings, "crm"),
+                LINK,
+                args,
+                now=SystemClock().now(),
+                backfill=None,
+            )
         ),
         "operators": _handle_operators,
     },

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from integration_kit import legacy
+from integration_kit.backfill import (
+    DEFAULT_WINDOW,
+    PeerMessage,
+    read_matched,
+    read_peer_messages,
+    record_pairs,
+    unlinked_messages,
+    write_matched,
+    write_peer_messages,
+)
 from integration_kit.db import Database
 from integration_kit.legacy import LegacyRefused, LegacySide
 from integration_kit.link import (
@@ -108,6 +123,87 @@ async def run_link(db: Database, side: LinkSide, args: argparse.Namespace) -> in
                 exported = await export_pairs(session, side)
             count = write_pairs(args.export, exported)
             print(f"wrote {count} pair(s) to {args.export}")
+    finally:
+        await db.dispose()
+    return 0
+
+
+def add_backfill_command(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser(
+        "backfill",
+        help="match the messages of before the cut-over with the other side's; send the rest",
+        description="The order of the steps is in docs/cutover.md.",
+    )
+    parser.add_argument(
+        "--export", type=Path, help="write this side's messages not yet linked to a CSV"
+    )
+    parser.add_argument(
+        "--peer-messages", type=Path, help="(TMA) the CRM's export: match, and queue the rest"
+    )
+    parser.add_argument(
+        "--write-matched", type=Path, help="(TMA) write the matches for the CRM to a CSV"
+    )
+    parser.add_argument(
+        "--record-matched", type=Path, help="record the other side's matches (its CSV)"
+    )
+    parser.add_argument(
+        "--window-minutes",
+        type=float,
+        default=DEFAULT_WINDOW.total_seconds() / 60,
+        help="how far apart the two copies of one message may be written (default 5)",
+    )
+
+
+# (session, the peer's messages, window, now) -> (report lines, matches as (theirs, ours))
+Backfill = Callable[
+    [AsyncSession, list[PeerMessage], timedelta, datetime],
+    Awaitable[tuple[list[str], list[tuple[uuid.UUID, uuid.UUID]]]],
+]
+
+
+async def run_backfill(
+    db: Database,
+    link_side: LinkSide,
+    args: argparse.Namespace,
+    *,
+    now: datetime,
+    backfill: Backfill | None,
+) -> int:
+    """`backfill [--export F] [--peer-messages F --write-matched F] [--record-matched F]`."""
+    if args.peer_messages is not None and backfill is None:
+        raise CutoverError("--peer-messages is the TMA's step: the CRM only exports and records")
+    if args.window_minutes <= 0:
+        raise CutoverError("--window-minutes must be positive")
+    try:
+        peers = read_peer_messages(args.peer_messages) if args.peer_messages else None
+        matched = read_matched(args.record_matched) if args.record_matched else None
+    except ValueError as exc:
+        raise CutoverError(str(exc)) from None
+    try:
+        if matched is not None:
+            async with db.transaction() as session:
+                count = await record_pairs(session, link_side.message_model, matched)
+            print(f"recorded {count} of {len(matched)} matched message(s)")
+        if peers is not None and backfill is not None:
+            window = timedelta(minutes=args.window_minutes)
+            async with db.transaction() as session:
+                lines, pairs = await backfill(session, peers, window, now)
+            for line in lines:
+                print(line)
+            if args.write_matched:
+                write_matched(args.write_matched, pairs)
+                print(f"wrote {len(pairs)} match(es) to {args.write_matched}")
+        if args.export:
+            async with db.transaction() as session:
+                mine = await unlinked_messages(
+                    session,
+                    link_side.ticket_model,
+                    link_side.message_model,
+                    side=link_side.name,
+                    legacy_peer_id=link_side.legacy_peer_id,
+                )
+            count = write_peer_messages(args.export, mine)
+            print(f"wrote {count} message(s) to {args.export}")
     finally:
         await db.dispose()
     return 0

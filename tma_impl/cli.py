@@ -13,7 +13,7 @@ from integration_kit.clock import SystemClock
 from integration_kit.db import Database
 from integration_kit.settings import Environment, IntegrationSettings
 from tma_impl.app import build_runtime, create_app
-from tma_impl.cutover import LINK
+from tma_impl.cutover import LINK, backfill_step
 from tma_impl.legacy import SIDE as LEGACY
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
@@ -23,6 +23,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     cutover_cli.add_link_command(sub)
+    cutover_cli.add_backfill_command(sub)
     mint = sub.add_parser(
         "mint-initdata", help="print valid initData for a test user (development only)"
     )
@@ -68,6 +69,15 @@ COMMANDS = BackendCommands(
     handlers={
         "link": lambda args, settings: asyncio.run(
             cutover_cli.run_link(Database.for_backend(settings, "tma"), LINK, args)
+        ),
+        "backfill": lambda args, settings: asyncio.run(
+            cutover_cli.run_backfill(
+                Database.for_backend(settings, "tma"),
+                LINK,
+                args,
+                now=SystemClock().now(),
+                backfill=backfill_step,
+            )
         ),
         "mint-initdata": _mint,
     },
