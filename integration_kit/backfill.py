@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from integration_kit.schema import MessageColumns, TicketColumns
@@ -155,13 +154,29 @@ async def record_pairs(
     if not pairs:
         return 0
     table = message_model.__table__  # type: ignore[attr-defined]
-    result = await session.execute(
+    values = [{"ours": uuid.UUID(ours), "theirs": uuid.UUID(theirs)} for ours, theirs in pairs]
+    # Counted first: executemany's rowcount is not reported by every driver (asyncpg).
+    open_ids = [v["ours"] for v in values]
+    waiting = 0
+    for start in range(0, len(open_ids), 1000):
+        waiting += (
+            await session.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(
+                    table.c.id.in_(open_ids[start : start + 1000]),
+                    table.c.external_message_id.is_(None),
+                )
+            )
+            or 0
+        )
+    await session.execute(
         update(table)
         .where(table.c.id == bindparam("ours"), table.c.external_message_id.is_(None))
         .values(external_message_id=bindparam("theirs")),
-        [{"ours": uuid.UUID(ours), "theirs": uuid.UUID(theirs)} for ours, theirs in pairs],
+        values,
     )
-    return int(cast(CursorResult[Any], result).rowcount or 0)
+    return waiting
 
 
 def write_matched(path: Path, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> int:
