@@ -9,6 +9,8 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from integration_kit.legacy_routes import LegacyRouteSettings
+
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "token", "placeholder", "xxx", "todo"}
 
 
@@ -64,6 +66,8 @@ class IntegrationSettings(BaseSettings):
     dispatcher_concurrency: int = Field(64, ge=1, le=1000)
     lease_seconds: float = Field(60.0, gt=0)
     retention_days: int = Field(30, ge=1)
+    # The audited old routes during the cut-over window (docs/cutover.md); off by default.
+    legacy: LegacyRouteSettings = Field(default_factory=LegacyRouteSettings)
 
     @field_validator("inbound_tokens", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from integration_kit.backfill import PeerMessage, match
 from integration_kit.link import LinkSide
 from integration_kit.outbound import MESSAGE, enqueue_message_event
 from integration_kit.outbox import enqueue
-from tma_impl.legacy import message_uuid, peer_ticket_id
+from tma_impl.legacy import peer_ticket_id
 from tma_impl.support.service import TICKET_CREATED, customer_of
 from tma_impl.tables import Message, Outbox, TelegramUser, Ticket
 
@@ -63,9 +63,10 @@ async def backfill(
 ) -> BackfillReport:
     """Match the old messages here against the CRM's copies; queue what the CRM never got.
 
-    Only messages from the old TMA (their id is the mapping of their old integer id) without a
-    CRM id yet are considered, so a second run finds nothing new to do. A ticket is created on
-    the CRM only when it has no link here and the CRM's export does not name it.
+    Considered: messages without the CRM's id and without an outbox event (those from the old
+    TMA, and replies an old CRM delivered through the old webhook), so a second run finds
+    nothing new to do. A ticket is created on the CRM only when it has no link here and the
+    CRM's export does not name it.
     """
     report = BackfillReport()
     by_ticket: dict[uuid.UUID, list[PeerMessage]] = defaultdict(list)
@@ -79,8 +80,7 @@ async def backfill(
     )
     old: dict[uuid.UUID, list[Message]] = defaultdict(list)
     for message in rows:
-        if message.id == message_uuid(message.seq):
-            old[message.ticket_id].append(message)
+        old[message.ticket_id].append(message)
     for ticket_id, messages in old.items():
         ticket = await session.get(Ticket, ticket_id)
         assert ticket is not None  # the foreign key

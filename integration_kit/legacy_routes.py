@@ -1,0 +1,135 @@
+"""The audited old routes, answering during the cut-over window only (docs/cutover.md).
+
+Off unless `<PREFIX>LEGACY__ROUTES_ENABLED=true`. They are authenticated by the old deploy token
+and nothing else (the old peer cannot sign), answer with `Deprecation` and `Sunset` headers, and
+count their calls per route (`legacy_route_calls_total`), so operators see when the old peer has
+stopped calling. What a side maps the old bodies to lives in its own legacy package.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, Self
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.routing import APIRoute
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from integration_kit.auth import bearer_token, token_matches
+from integration_kit.problems import UNAUTHORIZED, ProblemError
+
+log = logging.getLogger(__name__)
+
+# When the audited routes became deprecated: the release of the one contract.
+DEPRECATED_SINCE = datetime(2026, 12, 1, tzinfo=UTC)
+RECOMMENDED_TOKEN_LENGTH = 32
+
+
+class LegacyRouteSettings(BaseModel):
+    """<PREFIX>LEGACY__ROUTES_ENABLED, __DEPLOY_TOKEN, __SUNSET (plain, like RetrySettings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routes_enabled: bool = Field(False, description="Serve the audited old routes.")
+    # The old peer's DEPLOY_TOKEN, whatever its length: it cannot be changed on the old side.
+    deploy_token: str = Field("", repr=False)
+    sunset: datetime | None = Field(None, description="When the old routes will stop answering.")
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> Self:
+        if not self.routes_enabled:
+            return self
+        if not self.deploy_token.strip():
+            raise ValueError("legacy.routes_enabled needs legacy.deploy_token (the old peer's)")
+        if self.sunset is None:
+            raise ValueError("legacy.routes_enabled needs legacy.sunset (when they stop answering)")
+        if self.sunset.tzinfo is None:
+            raise ValueError("legacy.sunset needs a time zone (say Z for UTC)")
+        if len(self.deploy_token) < RECOMMENDED_TOKEN_LENGTH:
+            # Exempt from the new tokens' rules: the old peer's token cannot be changed. Said
+            # loudly, so it is not mistaken for an accepted practice.
+            log.warning(
+                "legacy.deploy_token is shorter than %d characters: accepted for the cut-over "
+                "window only; turn the old routes off as soon as the old peer is gone",
+                RECOMMENDED_TOKEN_LENGTH,
+            )
+        return self
+
+
+class LegacyRouteCalls(Collector):
+    """`legacy_route_calls_total{route}`: calls to each old route since this process started."""
+
+    def __init__(self, routes: list[str]) -> None:
+        self.counts: Counter[str] = Counter(dict.fromkeys(routes, 0))
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "legacy_route_calls",
+            "Calls to the audited old routes, by route (0 for long: the old peer is gone).",
+            labels=["route"],
+        )
+        for route, count in sorted(self.counts.items()):
+            family.add_metric([route], float(count))
+        yield family
+
+
+def legacy_guard(
+    settings: LegacyRouteSettings, calls: LegacyRouteCalls, route: str
+) -> Callable[[Request], Awaitable[None]]:
+    """A dependency for one old route: counts the call and accepts the old deploy token only."""
+
+    async def guard(request: Request) -> None:
+        calls.counts[route] += 1
+        token = bearer_token(request)
+        if token is None or not token_matches(token, [settings.deploy_token]):
+            raise ProblemError(
+                401,
+                UNAUTHORIZED,
+                "Unauthorized",
+                "The old deploy token is required on the old routes.",
+                headers={"WWW-Authenticate": 'Bearer realm="legacy"'},
+            )
+
+    return guard
+
+
+def install(
+    app: FastAPI, settings: LegacyRouteSettings, router: APIRouter, calls: LegacyRouteCalls
+) -> None:
+    """Serve `router`'s old routes with `Deprecation` and `Sunset` on every answer (problem
+    answers too), and count their calls in /metrics."""
+    assert settings.sunset is not None  # the settings refuse routes without a sunset
+    app.include_router(router)
+    paths = frozenset(route.path for route in router.routes if isinstance(route, APIRoute))
+    headers = [
+        (b"deprecation", f"@{int(DEPRECATED_SINCE.timestamp())}".encode()),
+        (b"sunset", format_datetime(settings.sunset.astimezone(UTC), usegmt=True).encode()),
+    ]
+    app.add_middleware(_DeprecationHeaders, paths=paths, headers=headers)
+    app.state.runtime.extras.setdefault("collectors", []).append(calls)
+
+
+class _DeprecationHeaders:
+    """Pure ASGI: adds the headers to answers on the old paths, whatever produced them."""
+
+    def __init__(self, app: ASGIApp, *, paths: frozenset[str], headers: list[Any]) -> None:
+        self.app, self.paths, self.headers = app, paths, headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
