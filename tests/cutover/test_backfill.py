@@ -100,7 +100,8 @@ async def test_backfill_sends_only_what_the_crm_never_got_once_and_in_order(
             return _given(old.tma_url if side == "tma" else old.crm_url)
 
         async with wired_pair(db_kind, tmp_path, database=databases) as pair:
-            pair.clock.advance(1)  # the commands queued on the real clock, a moment ago
+            # The commands queued on the real clock; the pair's clock catches up with it.
+            pair.clock.set(datetime.now(UTC) + timedelta(seconds=1))
             assert await pair.sync() == 5  # 3 follow-ups, 1 ticket and its follow-up
             in_tma = await _conversations(pair, tma.Message)
             in_crm = await _conversations(pair, crm.Message)
@@ -133,7 +134,7 @@ async def test_backfill_sends_only_what_the_crm_never_got_once_and_in_order(
             await run_backfill(old, tmp_path)
             out = capsys.readouterr().out
             assert "matched 0 message(s) both sides have, queued 0" in out
-            pair.clock.advance(1)
+            pair.clock.set(datetime.now(UTC) + timedelta(seconds=1))
             assert await pair.sync() == 0
 
 
