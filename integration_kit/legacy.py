@@ -55,28 +55,33 @@ def legacy_uuid(name: str) -> uuid.UUID:
     return uuid.uuid3(LEGACY_NAMESPACE, name)
 
 
-def legacy_uuid_sql(prefix: str, column: str, dialect: str) -> str:
-    """SQL computing `legacy_uuid(prefix + column)` row by row, as the database's own UUID value.
+def legacy_uuid_sql(prefix: str, column: str, dialect: str) -> tuple[str, str]:
+    """SQL computing `legacy_uuid(prefix + column)` row by row, as the database's own UUID value:
+    (the expression, what to add to the FROM clause).
 
-    PostgreSQL: md5 of namespace bytes + name, with the version and variant bits of RFC 4122
-    set, cast to uuid. SQLite: the function `legacy_uuid` registered on the connection by
-    `register_sqlite_functions` (stored as 32 hex digits, as SQLAlchemy's Uuid stores it there).
+    PostgreSQL: md5 of namespace bytes + name, once per row (a LATERAL subquery the planner
+    folds in), with the version and variant bits of RFC 4122 set by overlay and translate
+    (cheaper per row than bit arithmetic: this runs a million times). SQLite: the function
+    `register_functions` registers (stored as 32 hex digits, as SQLAlchemy's Uuid stores it).
     """
     if dialect == "sqlite":
-        return f"legacy_uuid('{prefix}' || {column})"
-    digest = (
-        f"md5(decode('{LEGACY_NAMESPACE.hex}', 'hex') "
-        f"|| convert_to('{prefix}' || {column}::text, 'UTF8'))"
+        return f"legacy_uuid('{prefix}' || {column})", ""
+    expression = (
+        "overlay(overlay(legacy_digest.h placing '3' from 13) placing "
+        "translate(substr(legacy_digest.h, 17, 1), '0123456789abcdef', '89ab89ab89ab89ab') "
+        "from 17)::uuid"
     )
-    return (
-        f"(substr({digest}, 1, 12) || '3' || substr({digest}, 14, 3) "
-        f"|| substr('89ab', ((('x' || substr({digest}, 17, 1))::bit(4)::int) & 3) + 1, 1) "
-        f"|| substr({digest}, 18, 15))::uuid"
+    lateral = (
+        f", LATERAL (SELECT md5(decode('{LEGACY_NAMESPACE.hex}', 'hex') "
+        f"|| convert_to('{prefix}' || {column}::text, 'UTF8')) AS h) AS legacy_digest"
     )
+    return expression, lateral
 
 
-def register_sqlite_functions(connection: Connection) -> None:
-    """Make `legacy_uuid(name)` callable in SQL on this SQLite connection (aiosqlite driver)."""
+def register_functions(connection: Connection) -> None:
+    """SQLite: make `legacy_uuid(name)` callable in SQL on this connection (aiosqlite driver)."""
+    if connection.dialect.name != "sqlite":
+        return
     driver = connection.connection.driver_connection
     assert driver is not None
     await_only(driver.create_function("legacy_uuid", 1, _sqlite_legacy_uuid, deterministic=True))
@@ -377,7 +382,7 @@ def _do_run(connection: Connection) -> None:
             # statement. An explicit BEGIN makes the whole conversion one transaction.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
             connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-            register_sqlite_functions(connection)
+        register_functions(connection)
         context.configure(connection=connection, transactional_ddl=True)
         with context.begin_transaction():
             context.run_migrations()
@@ -386,7 +391,15 @@ def _do_run(connection: Connection) -> None:
 # --- pieces of the conversion revisions -------------------------------------------------------
 
 
-def begin_conversion(layout: LegacyLayout, main_migrations: Path) -> Connection:
+@dataclass
+class Conversion:
+    """A conversion in progress: its connection, and what to build again after the copy."""
+
+    bind: Connection
+    rebuild: list[str]
+
+
+def begin_conversion(layout: LegacyLayout, main_migrations: Path) -> Conversion:
     """The first half of a side's conversion revision, inside its one transaction.
 
     Checks the old rows (scrubbing them if `migrate --scrub` asked for it, else refusing),
@@ -409,7 +422,38 @@ def begin_conversion(layout: LegacyLayout, main_migrations: Path) -> Connection:
     assert base is not None
     base.module.upgrade()
     create_legacy_fields_table()
-    return bind
+    return Conversion(bind, _defer_message_indexes(bind))
+
+
+def _defer_message_indexes(bind: Connection) -> list[str]:
+    """PostgreSQL: drop the new `messages` table's unique constraints, foreign key and indexes
+    (not its primary key, which the copy fills in order) and return the statements that build
+    them again, exactly as revision 0001 made them. One bulk build after the copy costs about
+    half of maintaining them row by row (random UUIDs in a unique index, a trigger per foreign
+    key check), and the copy is where writes are blocked. SQLite is fast enough without."""
+    if bind.dialect.name != "postgresql":
+        return []
+    constraints = bind.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'messages'::regclass AND contype IN ('u', 'f') ORDER BY conname"
+        )
+    ).all()
+    indexes = bind.execute(
+        text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'messages' "
+            "AND schemaname = current_schema() AND indexname NOT IN (SELECT conname FROM "
+            "pg_constraint WHERE conrelid = 'messages'::regclass) ORDER BY indexname"
+        )
+    ).all()
+    for name, _definition in constraints:
+        bind.execute(text(f'ALTER TABLE messages DROP CONSTRAINT "{name}"'))
+    for name, _definition in indexes:
+        bind.execute(text(f'DROP INDEX "{name}"'))
+    return [
+        *(f'ALTER TABLE messages ADD CONSTRAINT "{n}" {d}' for n, d in constraints),
+        *(definition for _name, definition in indexes),
+    ]
 
 
 def sender_case(layout: LegacyLayout) -> str:
@@ -418,10 +462,14 @@ def sender_case(layout: LegacyLayout) -> str:
     return f"CASE sender {whens} END"
 
 
-def end_conversion(bind: Connection) -> None:
-    """Copy the old fields with no place in the new model, drop the old tables, and let the new
-    sequence continue after the copied ids (PostgreSQL)."""
+def end_conversion(conversion: Conversion) -> None:
+    """Build the deferred indexes, copy the old fields with no place in the new model, drop the
+    old tables, and let the new sequence continue after the copied ids (PostgreSQL)."""
     from alembic import op
+
+    bind = conversion.bind
+    for statement in conversion.rebuild:
+        op.execute(statement)
 
     op.execute(
         "INSERT INTO legacy_ticket_fields (ticket_id, project, external_url) "

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from crm_impl import tables as crm
 from integration_kit import legacy
 from integration_kit.db import async_url
-from integration_kit.legacy import LegacyRefused, check, legacy_uuid, migrate, state_of
+from integration_kit.legacy import LegacyRefused, check, migrate, state_of
 from tests.cutover.legacy_data import (
     SIDES,
     T0,
@@ -158,13 +158,6 @@ async def test_the_crm_rows_arrive_in_the_new_model(db_kind: str, tmp_path: Path
     times = [m.created_at for (m,) in messages]
     assert times == sorted(times)
     assert {row.id for row in stored} == {t.id for t in tickets} | {own}
-
-
-def test_the_postgresql_mapping_of_legacy_ids_is_python_uuid3() -> None:
-    """The SQL expression on PostgreSQL and the Python function agree (md5 and the bits)."""
-    expression = legacy.legacy_uuid_sql("tma:message:", "n", "postgresql")
-    assert "md5(" in expression
-    assert legacy_uuid("tma:message:7") == uuid.uuid3(legacy.LEGACY_NAMESPACE, "tma:message:7")
 
 
 async def _bad_rows(tma_url: str) -> tuple[uuid.UUID, int]:

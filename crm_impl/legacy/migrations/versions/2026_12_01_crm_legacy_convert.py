@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    bind = begin_conversion(LAYOUT, SIDE.main_migrations)
+    conversion = begin_conversion(LAYOUT, SIDE.main_migrations)
     op.execute(
         "INSERT INTO tickets (id, subject, status, status_changed_at, created_at, updated_at, "
         "customer_telegram_id, customer_first_name) "
@@ -35,7 +35,7 @@ def upgrade() -> None:
         "SELECT row_number() OVER (ORDER BY created_at, id), id, ticket_id, "
         f"{sender_case(LAYOUT)}, message, attachments, created_at FROM legacy_messages"
     )
-    end_conversion(bind)
+    end_conversion(conversion)
 
 
 def downgrade() -> None:

@@ -24,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    bind = begin_conversion(LAYOUT, SIDE.main_migrations)
+    conversion = begin_conversion(LAYOUT, SIDE.main_migrations)
     op.execute(
         "INSERT INTO telegram_users (id, first_name, updated_at) "
         "SELECT user_id, '', max(updated_at) FROM legacy_tickets GROUP BY user_id"
@@ -34,13 +34,13 @@ def upgrade() -> None:
         "telegram_user_id) "
         "SELECT id, theme, status, updated_at, created_at, updated_at, user_id FROM legacy_tickets"
     )
-    new_id = legacy_uuid_sql(MESSAGE_PREFIX, "id", bind.dialect.name)
+    new_id, digest = legacy_uuid_sql(MESSAGE_PREFIX, "id", conversion.bind.dialect.name)
     op.execute(
         "INSERT INTO messages (seq, id, ticket_id, sender_type, body, attachments, created_at) "
         f"SELECT id, {new_id}, ticket_id, {sender_case(LAYOUT)}, message, attachments, "
-        "created_at FROM legacy_messages ORDER BY id"
+        f"created_at FROM legacy_messages{digest} ORDER BY id"
     )
-    end_conversion(bind)
+    end_conversion(conversion)
 
 
 def downgrade() -> None:
