@@ -181,6 +181,7 @@ async def _bad_rows(tma_url: str) -> tuple[uuid.UUID, int]:
             )
             rows = [
                 ("local", "y" * 5000, []),
+                ("local", " \t\n", []),
                 ("crm", "ok", [{"url": "https://api.telegram.org/file/bot123:SECRET/photo.jpg"}]),
             ]
             for sender, body, attachments in rows:
@@ -196,7 +197,7 @@ async def _bad_rows(tma_url: str) -> tuple[uuid.UUID, int]:
                 )
     finally:
         await engine.dispose()
-    return ticket, 2
+    return ticket, 3
 
 
 async def test_check_reports_by_row_and_migrate_refuses_without_scrub(
@@ -219,6 +220,7 @@ async def test_check_reports_by_row_and_migrate_refuses_without_scrub(
                 "attachment 0 is a Telegram file URL (it carries the bot token)",
             ),
             ("messages", "message", "body is 5000 characters, over 4096"),
+            ("messages", "message", "body is empty"),
             ("tickets", "theme", "subject is 300 characters, over 255"),
         ]
         assert [f.row_id for f in findings if f.table == "tickets"] == [ticket]
@@ -238,7 +240,11 @@ async def test_check_reports_by_row_and_migrate_refuses_without_scrub(
             ),
         )
     assert subject == "x" * 254 + "…"
-    assert [(len(body), attachments) for body, attachments in bodies] == [(4096, []), (2, [])]
+    assert [(len(body), attachments) for body, attachments in bodies] == [
+        (4096, []),
+        (len("(empty message)"), []),
+        (2, []),
+    ]
 
 
 async def test_nul_is_found_and_scrubbed(tmp_path: Path) -> None:
