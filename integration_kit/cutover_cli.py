@@ -24,7 +24,7 @@ from integration_kit.backfill import (
     write_peer_messages,
 )
 from integration_kit.db import Database
-from integration_kit.legacy import LegacyRefused, LegacySide
+from integration_kit.legacy import LegacyRefused, LegacySide, LegacyUnstamped
 from integration_kit.link import (
     LinkSide,
     export_pairs,
@@ -79,6 +79,8 @@ def migrate(side: LegacySide, url: str, args: argparse.Namespace) -> int | None:
         return 1 if findings else 0
     try:
         legacy.migrate(url, side, scrub=args.scrub)
+    except LegacyUnstamped as exc:
+        raise CutoverError(str(exc)) from None
     except LegacyRefused as exc:
         for finding in exc.findings:
             print(finding.line(), file=sys.stderr)
@@ -88,7 +90,10 @@ def migrate(side: LegacySide, url: str, args: argparse.Namespace) -> int | None:
 
 def refuse_legacy(side: LegacySide, url: str) -> None:
     """`serve` migrates by itself, but never converts an old database behind an operator's back."""
-    if legacy.state_of(url, side) != "main":
+    state = legacy.state_of(url, side)
+    if state == "unstamped":
+        raise CutoverError(str(legacy.LegacyUnstamped(side)))
+    if state != "main":
         raise CutoverError(
             f"the database is an old {side.name} one: run `python -m {side.name}_impl migrate "
             "--check`, then `migrate`"

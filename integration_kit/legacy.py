@@ -296,6 +296,16 @@ class LegacySide:
         return str(head[0])
 
 
+class LegacyUnstamped(Exception):
+    """Old tables without an Alembic version: nothing is migrated before an operator stamps."""
+
+    def __init__(self, side: LegacySide) -> None:
+        super().__init__(
+            "the database has tables but no Alembic version: an old one? Stamp it first with "
+            f"`python -m {side.name}_impl migrate --stamp-legacy` (docs/cutover.md)"
+        )
+
+
 class LegacyRefused(Exception):
     """The old data would break the new model and scrubbing was not asked for."""
 
@@ -308,8 +318,11 @@ class LegacyRefused(Exception):
 
 
 def state_of(url: str, side: LegacySide) -> str:
-    """'legacy' (stamped, not converted), 'converted' (needs the main stamp), or 'main'."""
+    """'legacy' (stamped, not converted), 'converted' (needs the main stamp), 'unstamped' (an old
+    database nobody has stamped: tables, no Alembic version), or 'main'."""
     revisions = _version_rows(url)
+    if revisions is None:
+        return "unstamped"
     if side.baseline in revisions:
         return "legacy"
     if side.converted in revisions:
@@ -317,8 +330,10 @@ def state_of(url: str, side: LegacySide) -> str:
     return "main"
 
 
-def _version_rows(url: str) -> set[str]:
-    async def read() -> set[str]:
+def _version_rows(url: str) -> set[str] | None:
+    """The Alembic versions stored; None for a database with tickets but no version table."""
+
+    async def read() -> set[str] | None:
         engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
         try:
             async with engine.connect() as connection:
@@ -329,16 +344,19 @@ def _version_rows(url: str) -> set[str]:
     return asyncio.run(read())
 
 
-def _read_versions(connection: Connection) -> set[str]:
-    if not inspect(connection).has_table("alembic_version"):
-        return set()
+def _read_versions(connection: Connection) -> set[str] | None:
+    found = inspect(connection)
+    if not found.has_table("alembic_version"):
+        return None if found.has_table("tickets") else set()
     return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
 def stamp_legacy(url: str, side: LegacySide) -> None:
     """Mark an existing old database as the legacy baseline (it has no Alembic version yet)."""
-    if _version_rows(url):
-        raise ValueError("the database already has an Alembic version: it is not an old database")
+    if _version_rows(url) is not None:
+        raise ValueError(
+            "the database has an Alembic version or no tables: it is not an unstamped old one"
+        )
     command.stamp(alembic_config(side.migrations, url), side.baseline)
 
 
@@ -368,6 +386,8 @@ def migrate(url: str, side: LegacySide, *, scrub: bool = False) -> bool:
     crash) and leaves the old schema and data as they were.
     """
     state = state_of(url, side)
+    if state == "unstamped":
+        raise LegacyUnstamped(side)
     if state == "legacy":
         config = alembic_config(side.migrations, url)
         config.attributes["scrub"] = scrub

@@ -58,6 +58,13 @@ async def test_stamp_check_refuse_scrub_from_the_command_line(
         cli = commands("crm", crm_url)
         capsys.readouterr()
 
+        # Unstamped, an old database is neither migrated nor served.
+        assert await run_cli(cli, ["migrate"]) == 2
+        assert "Stamp it first with `python -m crm_impl migrate --stamp-legacy`" in (
+            capsys.readouterr().err
+        )
+        with pytest.raises(CutoverError, match="Stamp it first"):
+            await asyncio.to_thread(refuse_legacy, SIDES["crm"], crm_url)
         assert await run_cli(cli, ["migrate", "--stamp-legacy"]) == 0
         assert await run_cli(cli, ["migrate", "--stamp-legacy"]) == 2  # stamped already
         with pytest.raises(CutoverError, match="run `python -m crm_impl migrate --check`"):
