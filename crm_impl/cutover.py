@@ -12,7 +12,8 @@ from integration_kit.schema import TicketColumns
 
 def _fill_customer(ticket: TicketColumns, customer: dict[str, Any]) -> None:
     """A converted ticket's placeholder customer becomes the TMA's Telegram user."""
-    assert isinstance(ticket, Ticket)
+    if not isinstance(ticket, Ticket):  # LINK below is the CRM's: a wiring mistake otherwise
+        raise TypeError(f"expected a CRM ticket, got {type(ticket).__name__}")
     if ticket.customer_telegram_id != UNKNOWN_CUSTOMER_ID:
         return
     ticket.customer_telegram_id = customer["telegram_user_id"]

@@ -86,7 +86,8 @@ def register_functions(connection: Connection) -> None:
     if connection.dialect.name != "sqlite":
         return
     driver = connection.connection.driver_connection
-    assert driver is not None
+    if driver is None:  # a wiring mistake, never data: checked under python -O too
+        raise RuntimeError("the SQLite connection has no driver connection")
     await_only(driver.create_function("legacy_uuid", 1, _sqlite_legacy_uuid, deterministic=True))
 
 
@@ -463,7 +464,8 @@ def begin_conversion(layout: LegacyLayout, main_migrations: Path) -> Conversion:
     op.rename_table("messages", "legacy_messages")
     script = ScriptDirectory.from_config(alembic_config(main_migrations, "sqlite://"))
     base = script.get_revision(MAIN_BASE_REVISION)
-    assert base is not None
+    if base is None:
+        raise RuntimeError(f"the main chain has no revision {MAIN_BASE_REVISION}")
     base.module.upgrade()
     create_legacy_fields_table()
     return Conversion(bind, _defer_message_indexes(bind))

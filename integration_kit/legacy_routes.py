@@ -105,7 +105,8 @@ def install(
 ) -> None:
     """Serve `router`'s old routes with `Deprecation` and `Sunset` on every answer (problem
     answers too), and count their calls in /metrics."""
-    assert settings.sunset is not None  # the settings refuse routes without a sunset
+    if settings.sunset is None:  # the settings refuse routes without a sunset
+        raise ValueError("the old routes need legacy.sunset")
     app.include_router(router)
     paths = frozenset(route.path for route in router.routes if isinstance(route, APIRoute))
     headers = [

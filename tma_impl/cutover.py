@@ -83,7 +83,8 @@ async def backfill(
         old[message.ticket_id].append(message)
     for ticket_id, messages in old.items():
         ticket = await session.get(Ticket, ticket_id)
-        assert ticket is not None  # the foreign key
+        if ticket is None:  # the foreign key makes this impossible
+            raise RuntimeError(f"message of ticket {ticket_id}, which is not stored")
         queued = await _queued_message_ids(session, ticket_id)
         if ticket.external_id is None:
             if ticket_id in on_crm:
@@ -136,7 +137,8 @@ async def _create_on_crm(
     """A ticket the old CRM never got: createTicket with its first message, then the rest."""
     first, *rest = messages
     user = await session.get(TelegramUser, ticket.telegram_user_id)
-    assert user is not None  # the foreign key
+    if user is None:  # the foreign key makes this impossible
+        raise RuntimeError(f"ticket {ticket.id} of user {ticket.telegram_user_id}, not stored")
     request = CreateTicketRequest(
         external_ticket_id=ticket.id,
         subject=ticket.subject,
