@@ -117,6 +117,12 @@ async def test_crm_takes_the_old_ticket_into_the_new_model_once(window_pair: Pai
     assert kept is not None
     assert (kept.project, kept.external_url) == (body["project"], body["external_url"])
     assert await _calls(pair, "crm") == {"/api/v1/support/ticket": 7}
+    # The operator sees the old fields with the conversation.
+    shown = await pair.crm.get(f"/api/crm/tickets/{ticket.id}", headers=pair.operator_headers)
+    assert shown.json()["legacy"] == {
+        "project": body["project"],
+        "external_url": body["external_url"],
+    }
 
 
 async def test_tma_takes_old_webhooks_with_the_same_rules_and_outbox(window_pair: Pair) -> None:
