@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup generate check-generated check-contract lint test test-sqlite contract run demo bench audit clean migration
+.PHONY: setup generate check-generated check-contract lint test test-sqlite contract run demo bench bench-cutover audit clean migration
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -64,3 +64,8 @@ audit: $(STAMP)
 # Delivery figures on this machine, each beside a baseline (docs/design.md §9); not part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The legacy migration of an old TMA database of 1,000,000 messages on PostgreSQL (docs/cutover.md):
+# time taken and the longest time writes were blocked. MESSAGES=N, TEST_DATABASE_URL=postgresql://...
+bench-cutover: $(STAMP)
+	$(BIN)/python bench/legacy_migration.py --messages $(or $(MESSAGES),1000000)

@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from crm_impl.integration.endpoints import integration_router
+from crm_impl.legacy import routes as legacy_routes
 from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
@@ -14,6 +15,7 @@ from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
+from integration_kit.legacy_routes import LegacyRouteCalls, install
 from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
@@ -60,8 +62,12 @@ def build_runtime(
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    return create_backend_app(
+    app = create_backend_app(
         runtime,
         title="CRM helpdesk",
         routers=[integration_router(runtime), operator_router(runtime)],
     )
+    if runtime.settings.legacy.routes_enabled:  # the cut-over window (docs/cutover.md)
+        calls = LegacyRouteCalls(legacy_routes.ROUTES)
+        install(app, runtime.settings.legacy, legacy_routes.legacy_router(runtime, calls), calls)
+    return app

@@ -10,8 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from crm_impl.cutover import LINK
+from crm_impl.legacy import SIDE as LEGACY
 from crm_impl.settings import CrmSettings
+from integration_kit import cutover_cli
 from integration_kit.cli import BackendCommands, CommandError, main
+from integration_kit.clock import SystemClock
 from integration_kit.db import Database
 from integration_kit.narrowing import narrowed
 from integration_kit.settings import IntegrationSettings
@@ -26,6 +30,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    cutover_cli.add_link_command(sub)
+    cutover_cli.add_backfill_command(sub)
     operators = sub.add_parser("operators", help="manage operator accounts and their tokens")
     op_sub = operators.add_subparsers(dest="operators_command", required=True)
     add = op_sub.add_parser("add", help="create an operator and print their token (shown once)")
@@ -54,7 +60,6 @@ async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, 
 
 async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
     from crm_impl.tables import Operator
-    from integration_kit.clock import SystemClock
 
     db = Database.for_backend(settings, "crm")
     now = SystemClock().now()
@@ -109,8 +114,23 @@ COMMANDS = BackendCommands(
     create_app=_create_app,
     migrations=MIGRATIONS,
     add_commands=_add_commands,
-    handlers={"operators": _handle_operators},
-    database_commands=frozenset({"operators"}),
+    legacy=LEGACY,
+    handlers={
+        "link": lambda args, settings: asyncio.run(
+            cutover_cli.run_link(Database.for_backend(settings, "crm"), LINK, args)
+        ),
+        "backfill": lambda args, settings: asyncio.run(
+            cutover_cli.run_backfill(
+                Database.for_backend(settings, "crm"),
+                LINK,
+                args,
+                now=SystemClock().now(),
+                backfill=None,
+            )
+        ),
+        "operators": _handle_operators,
+    },
+    database_commands=frozenset({"operators", "link", "backfill"}),
 )
 
 

@@ -9,7 +9,12 @@ from sqlalchemy import BigInteger, ForeignKey, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from integration_kit.db import UTCDateTime, new_metadata
-from integration_kit.schema import MessageColumns, OutboxColumns, TicketColumns
+from integration_kit.schema import (
+    LegacyTicketFieldsColumns,
+    MessageColumns,
+    OutboxColumns,
+    TicketColumns,
+)
 
 
 class Base(DeclarativeBase):
@@ -44,6 +49,10 @@ class Message(MessageColumns, Base):
 
     operator_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("operators.id"))
     author_name: Mapped[str | None] = mapped_column(String(128))
+
+
+class LegacyTicketFields(LegacyTicketFieldsColumns, Base):
+    __tablename__ = "legacy_ticket_fields"
 
 
 class Outbox(OutboxColumns, Base):

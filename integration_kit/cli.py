@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from integration_kit import cutover_cli
 from integration_kit.failures import Where, describe, first_line
 from integration_kit.gc_tuning import tune_for_serving
+from integration_kit.legacy import LegacySide
 from integration_kit.migrate import upgrade
 from integration_kit.preflight import check_database
 from integration_kit.settings import IntegrationSettings
@@ -54,6 +56,7 @@ class BackendCommands:
     )
     # The backend's own commands that need a migrated database (checked before they run).
     database_commands: frozenset[str] = frozenset()
+    legacy: LegacySide | None = None  # the way from the audited old system (docs/cutover.md)
 
 
 def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
@@ -75,7 +78,8 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         help="deliver with separate `worker` processes instead",
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate before serving")
-    sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    cutover_cli.add_migrate_options(migrate)
     sub.add_parser("worker", help="run the dispatcher alone (scale-out)")
     outbox = sub.add_parser("outbox", help="inspect and repair deliveries")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
@@ -127,7 +131,13 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(backend, settings, args)
         if args.command == "migrate":
-            _migrate(backend, settings)
+            if backend.legacy is not None:
+                url = settings.resolved_database_url(backend.name)
+                code = cutover_cli.migrate(backend.legacy, url, args)
+                if code is not None:
+                    return code
+            else:
+                _migrate(backend, settings)
             print(f"{backend.name}: database at {_where(settings, backend)} is up to date")
             return 0
         if args.command == "worker":
@@ -135,7 +145,7 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         if args.command == "outbox":
             return asyncio.run(_outbox(backend, settings, args))
         return backend.handlers[args.command](args, settings)
-    except CommandError as exc:
+    except (CommandError, cutover_cli.CutoverError) as exc:
         return _fail(str(exc), debug=debug)
     except KeyboardInterrupt:
         return 130
@@ -171,7 +181,10 @@ def _where(settings: IntegrationSettings, backend: BackendCommands) -> str:
 
 
 def _migrate(backend: BackendCommands, settings: IntegrationSettings) -> None:
-    upgrade(backend.migrations, settings.resolved_database_url(backend.name))
+    url = settings.resolved_database_url(backend.name)
+    if backend.legacy is not None:
+        cutover_cli.refuse_legacy(backend.legacy, url)
+    upgrade(backend.migrations, url)
 
 
 def _serve(

@@ -124,4 +124,6 @@ async def metrics(request: Request) -> Response:
         stats = None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_OutboxCollector(runtime, stats))
+    for collector in runtime.extras.get("collectors", []):  # the old routes' calls, if served
+        registry.register(collector)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)

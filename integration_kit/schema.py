@@ -86,6 +86,22 @@ class MessageColumns:
         return (UniqueConstraint("sender_type", "external_message_id"),)
 
 
+class LegacyTicketFieldsColumns:
+    """What an old system stored on a ticket that has no place in the new model (the audit's
+    `project` and `external_url`), kept where an operator can still see it (docs/cutover.md)."""
+
+    if TYPE_CHECKING:  # the declarative base provides the keyword constructor
+
+        def __init__(self, **kwargs: Any) -> None: ...
+
+    @declared_attr
+    def ticket_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(Uuid, ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+
+    project: Mapped[str | None] = mapped_column(String(255))
+    external_url: Mapped[str | None] = mapped_column(Text)
+
+
 class OutboxColumns:
     """One event to deliver, written in the same transaction as the change it announces."""
 

@@ -28,6 +28,7 @@ from integration_kit.settings_rules import (
 from integration_kit.signing import secret_error
 
 __all__ = ["PLACEHOLDERS", "Environment", "IntegrationSettings", "RetrySettings", "Secret"]
+from integration_kit.legacy_settings import LegacyRouteSettings
 
 
 class Environment(StrEnum):
@@ -93,6 +94,8 @@ class IntegrationSettings(BaseSettings):
     # the cap: seconds, so delivery resumes soon after the database is back.
     database_retry_base_seconds: float = Field(1.0, gt=0)
     database_retry_cap_seconds: float = Field(30.0, gt=0)
+    # The audited old routes during the cut-over window (docs/cutover.md); off by default.
+    legacy: LegacyRouteSettings = Field(default_factory=LegacyRouteSettings)
 
     @field_validator("inbound_tokens", "inbound_signing_secrets", mode="before")
     @classmethod

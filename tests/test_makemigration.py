@@ -34,9 +34,10 @@ def test_a_new_column_gets_a_revision_that_builds_it(tmp_path: Path) -> None:
     migrations = _migrations_comparing_with(
         tmp_path, "tests.test_makemigration import EXTENDED as metadata"
     )
+    numbers = [int(p.name.split("_")[3]) for p in (migrations / "versions").glob("*_*_*_*_*.py")]
     path = make_migration(migrations, EXTENDED, "add ticket priority")
     assert path is not None
-    assert path.name.endswith("_0002_add_ticket_priority.py")
+    assert path.name.endswith(f"_{max(numbers) + 1:04d}_add_ticket_priority.py")
     assert "priority" in path.read_text()
     database = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
     upgrade(migrations, database)

@@ -104,13 +104,21 @@ def test_requests_follow_the_tolerant_reader_rule(spec: dict[str, Any]) -> None:
         assert schema.get("additionalProperties", True) is not False, name
 
 
+# The cut-over's description of the audited old systems (docs/cutover.md): the one place the old
+# names may appear.
+LEGACY_PACKAGES = ("tma_impl/legacy/", "crm_impl/legacy/")
+
+
 def test_audit_names_are_gone_from_the_contract_and_code() -> None:
-    """`theme` became `subject` and the `local` sender became `tma` (audit items 4 and 5)."""
+    """`theme` became `subject` and the `local` sender became `tma` (audit items 4 and 5); the
+    legacy packages, which describe the old systems, aside."""
     offenders = []
     folders = ["spec", "generated", "integration_kit", "tma_impl", "crm_impl"]
     for folder in folders:
         for path in (ROOT / folder).rglob("*"):
             if path.suffix not in {".py", ".yaml", ".yml", ".json", ".ini", ".mako"}:
+                continue
+            if path.relative_to(ROOT).as_posix().startswith(LEGACY_PACKAGES):
                 continue
             text = path.read_text()
             if re.search(r"\btheme\b", text, re.IGNORECASE):

@@ -10,11 +10,13 @@ from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
+from integration_kit.legacy_routes import LegacyRouteCalls, install
 from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
 from integration_kit.runtime import Runtime, build_dispatcher
 from tma_impl.integration.endpoints import integration_router
+from tma_impl.legacy import routes as legacy_routes
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
 from tma_impl.settings import TmaSettings
@@ -83,8 +85,12 @@ def build_runtime(
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    return create_backend_app(
+    app = create_backend_app(
         runtime,
         title="Mini App support",
         routers=[integration_router(runtime), support_router(runtime)],
     )
+    if runtime.settings.legacy.routes_enabled:  # the cut-over window (docs/cutover.md)
+        calls = LegacyRouteCalls(legacy_routes.ROUTES)
+        install(app, runtime.settings.legacy, legacy_routes.legacy_router(runtime, calls), calls)
+    return app

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from integration_kit import cutover_cli
 from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.clock import SystemClock
+from integration_kit.db import Database
 from integration_kit.narrowing import narrowed
 from integration_kit.settings import Environment, IntegrationSettings
+from tma_impl.cutover import LINK, backfill_step
+from tma_impl.legacy import SIDE as LEGACY
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
 
@@ -20,6 +25,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    cutover_cli.add_link_command(sub)
+    cutover_cli.add_backfill_command(sub)
     mint = sub.add_parser(
         "mint-initdata", help="print valid initData for a test user (development only)"
     )
@@ -70,7 +77,23 @@ COMMANDS = BackendCommands(
     create_app=_create_app,
     migrations=MIGRATIONS,
     add_commands=_add_commands,
-    handlers={"mint-initdata": _mint},
+    legacy=LEGACY,
+    handlers={
+        "link": lambda args, settings: asyncio.run(
+            cutover_cli.run_link(Database.for_backend(settings, "tma"), LINK, args)
+        ),
+        "backfill": lambda args, settings: asyncio.run(
+            cutover_cli.run_backfill(
+                Database.for_backend(settings, "tma"),
+                LINK,
+                args,
+                now=SystemClock().now(),
+                backfill=backfill_step,
+            )
+        ),
+        "mint-initdata": _mint,
+    },
+    database_commands=frozenset({"link", "backfill"}),
 )
 
 

@@ -8,7 +8,12 @@ from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from integration_kit.db import UTCDateTime, new_metadata
-from integration_kit.schema import MessageColumns, OutboxColumns, TicketColumns
+from integration_kit.schema import (
+    LegacyTicketFieldsColumns,
+    MessageColumns,
+    OutboxColumns,
+    TicketColumns,
+)
 
 
 class Base(DeclarativeBase):
@@ -39,6 +44,10 @@ class Message(MessageColumns, Base):
 
     # For operator replies: the name the CRM sent, shown to the user.
     operator_name: Mapped[str | None] = mapped_column(String(128))
+
+
+class LegacyTicketFields(LegacyTicketFieldsColumns, Base):
+    __tablename__ = "legacy_ticket_fields"
 
 
 class Outbox(OutboxColumns, Base):

@@ -11,6 +11,7 @@ from crm_impl.operators import service
 from crm_impl.operators.auth import OperatorDep
 from crm_impl.operators.schemas import (
     Conversation,
+    LegacyFieldsOut,
     MessageOut,
     OperatorOut,
     ReplyIn,
@@ -51,9 +52,11 @@ def operator_router(runtime: Runtime) -> APIRouter:
         ticket_id: uuid.UUID, _operator: OperatorDep, session: SessionDep
     ) -> Conversation:
         ticket, messages = await service.conversation(session, ticket_id=ticket_id)
+        kept = await service.legacy_fields(session, ticket_id=ticket.id)
         return Conversation(
             ticket=TicketSummary.model_validate(ticket),
             messages=[MessageOut.model_validate(m) for m in messages],
+            legacy=LegacyFieldsOut.model_validate(kept) if kept is not None else None,
         )
 
     @router.post("/tickets/{ticket_id}/messages", status_code=201)

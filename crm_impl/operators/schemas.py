@@ -39,9 +39,19 @@ class MessageOut(BaseModel):
     created_at: datetime
 
 
+class LegacyFieldsOut(BaseModel):
+    """What the old systems stored on the ticket with no place in the new model (cut-over)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    project: str | None
+    external_url: str | None
+
+
 class Conversation(BaseModel):
     ticket: TicketSummary
     messages: list[MessageOut]
+    legacy: LegacyFieldsOut | None = None
 
 
 class ReplyIn(BaseModel):

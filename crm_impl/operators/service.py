@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_impl.tables import Message, Operator, Outbox, Ticket
+from crm_impl.tables import LegacyTicketFields, Message, Operator, Outbox, Ticket
 from generated.models import Attachment, SenderType, TicketStatus
 from integration_kit.clock import Clock
 from integration_kit.inbound import attachments_json, reject_telegram_file_urls
@@ -53,6 +53,13 @@ async def conversation(
         select(Message).where(Message.ticket_id == ticket.id).order_by(Message.seq)
     )
     return ticket, messages.all()
+
+
+async def legacy_fields(
+    session: AsyncSession, *, ticket_id: uuid.UUID
+) -> LegacyTicketFields | None:
+    """The old CRM's project and external URL of a ticket from before the cut-over, if any."""
+    return await session.get(LegacyTicketFields, ticket_id)
 
 
 async def reply(

@@ -181,15 +181,22 @@ async def test_audit_4_a_theme_field_is_not_taken_for_subject(pair: Pair) -> Non
     assert await count(pair.crm_runtime, crm.Ticket) == 0
 
 
+# The cut-over's description of the audited old systems (docs/cutover.md): the one place the old
+# names may appear.
+LEGACY_PACKAGES = ("tma_impl/legacy/", "crm_impl/legacy/")
+
+
 def test_audit_4_theme_is_gone_from_code_and_contract() -> None:
-    """No hand-written module, migration or the spec mentions `theme`."""
+    """No hand-written module, migration or the spec mentions `theme` (the legacy packages,
+    which describe the old systems, aside)."""
     sources = [ROOT / "spec" / "integration.yaml"]
     for package in ("integration_kit", "tma_impl", "crm_impl", "generated"):
         sources += (ROOT / package).rglob("*.py")
     offenders = [
         str(path.relative_to(ROOT))
         for path in sources
-        if re.search(r"\btheme\b", path.read_text(), re.IGNORECASE)
+        if not path.relative_to(ROOT).as_posix().startswith(LEGACY_PACKAGES)
+        and re.search(r"\btheme\b", path.read_text(), re.IGNORECASE)
     ]
     assert offenders == []
 

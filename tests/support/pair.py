@@ -8,8 +8,8 @@ ManualClock shared by both sides, so retry schedules are moved by `clock.advance
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,12 +142,19 @@ class Pair:
 
 
 @asynccontextmanager
-async def wired_pair(kind: str, tmp_path: Path, **settings: Any) -> AsyncIterator[Pair]:
-    """Both backends on fresh `kind` databases, wired to each other and to a fake Bot API."""
+async def wired_pair(
+    kind: str,
+    tmp_path: Path,
+    *,
+    database: Callable[[str, str, Path], AbstractAsyncContextManager[str]] = fresh_database,
+    **settings: Any,
+) -> AsyncIterator[Pair]:
+    """Both backends on fresh `kind` databases (or what `database` gives), wired to each other
+    and to a fake Bot API."""
     clock = ManualClock(datetime.now(UTC).replace(microsecond=0), tick_seconds=0.001)
     async with (
-        fresh_database(kind, "tma", tmp_path) as tma_url,
-        fresh_database(kind, "crm", tmp_path) as crm_url,
+        database(kind, "tma", tmp_path) as tma_url,
+        database(kind, "crm", tmp_path) as crm_url,
     ):
         to_crm, to_tma, bot = FaultyTransport(), FaultyTransport(), FakeBotApi()
         tma_runtime = build_tma(

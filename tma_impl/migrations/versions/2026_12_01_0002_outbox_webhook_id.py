@@ -1,6 +1,6 @@
 """outbox webhook_id: each event's stable Standard Webhooks id
 
-Revision ID: outbox_webhook_id
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01 16:30:00
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "outbox_webhook_id"
+revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
