@@ -20,6 +20,10 @@ from crm_impl.operators.schemas import (
 from generated.models import TicketStatus
 from integration_kit.runtime import Runtime, SessionDep
 
+# Paging by offset past a million tickets is no use to a person, and a larger number would
+# overflow the database's 64-bit OFFSET (a 500 on SQLite and PostgreSQL before it was bounded).
+MAX_OFFSET = 1_000_000
+
 
 def operator_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/api/crm", tags=["operators"])
@@ -35,7 +39,7 @@ def operator_router(runtime: Runtime) -> APIRouter:
         status: TicketStatus | None = None,
         mine: bool = False,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[TicketSummary]:
         tickets = await service.list_tickets(
             session,
