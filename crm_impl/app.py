@@ -6,10 +6,12 @@ import httpx
 from fastapi import FastAPI
 
 from crm_impl.integration.endpoints import integration_router
+from crm_impl.operators.document import OPERATOR_API
 from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
 from generated.client.api.tma import post_message, post_status
+from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
@@ -57,8 +59,9 @@ def build_runtime(
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    docs = [docs_router(OPERATOR_API)] if runtime.settings.serves_api_docs else []
     return create_backend_app(
         runtime,
         title="CRM helpdesk",
-        routers=[integration_router(runtime), operator_router(runtime)],
+        routers=[integration_router(runtime), operator_router(runtime), *docs],
     )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
 
+from integration_kit.allow_header import CompleteAllowHeader
 from integration_kit.health import router as health_router
 from integration_kit.problems import install_problem_handlers
 from integration_kit.runtime import Runtime, lifespan_for
@@ -26,6 +27,7 @@ def create_backend_app(runtime: Runtime, *, title: str, routers: Sequence[APIRou
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    app.add_middleware(CompleteAllowHeader)
     for router in routers:
         app.include_router(router)
     app.include_router(health_router)

@@ -64,6 +64,9 @@ class IntegrationSettings(BaseSettings):
     dispatcher_concurrency: int = Field(64, ge=1, le=1000)
     lease_seconds: float = Field(60.0, gt=0)
     retention_days: int = Field(30, ge=1)
+    # /docs: the backend's own API document (integration_kit/api_docs.py). Unset: served in
+    # development only; production turns it on explicitly if it wants it public.
+    api_docs_enabled: bool | None = None
 
     @field_validator("inbound_tokens", mode="before")
     @classmethod
@@ -108,6 +111,12 @@ class IntegrationSettings(BaseSettings):
             default = cls.model_fields[name].get_default(call_default_factory=True)
             tokens.update(default if isinstance(default, list) else [default])
         return {token.lower() for token in tokens}
+
+    @property
+    def serves_api_docs(self) -> bool:
+        if self.api_docs_enabled is None:
+            return self.environment is Environment.development
+        return self.api_docs_enabled
 
     def resolved_database_url(self, name: str) -> str:
         """DATABASE_URL if set, else a SQLite file `<data_dir>/<name>.db`."""
