@@ -176,9 +176,11 @@ def _hoist_body_schema(operation: dict[str, Any], schemas: dict[str, Any]) -> No
     if "$ref" in schema or "title" not in schema:
         return
     schema = dict(schema)
-    for name, definition in schema.pop("$defs", {}).items():
-        schemas.setdefault(name, definition)
-    schemas.setdefault(schema["title"], schema)
+    definitions = {**schema.pop("$defs", {}), schema["title"]: schema}
+    for name, definition in definitions.items():
+        if schemas.setdefault(name, definition) != definition:
+            # Two models of one name: the document would silently describe only one of them.
+            raise ValueError(f"two different schemas are named {name!r}; rename one model")
     content["schema"] = {"$ref": f"#/components/schemas/{schema['title']}"}
 
 
@@ -190,7 +192,9 @@ def _problem_schemas() -> dict[str, Any]:
 
 def _complete(operation: dict[str, Any], api: ApiDocument) -> None:
     responses: dict[str, Any] = operation["responses"]
-    statuses = set(api.always if operation.get("security") else set(api.always) - {401})
+    statuses = set(api.always)
+    if not operation.get("security"):
+        statuses.discard(401)
     if "requestBody" in operation:
         statuses |= {400, 413, 415, 422}
     if operation.get("parameters"):

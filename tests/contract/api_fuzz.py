@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 import uuid
 from collections import Counter
@@ -83,6 +84,8 @@ def _config(api: Api, *, credentials: Credentials, max_examples: int) -> Any:
     """schemathesis.toml (shared with the contract suite) with this API's credentials."""
     config: dict[str, Any] = tomllib.loads(CONFIG_PATH.read_text())
     config["generation"]["max-examples"] = max_examples
+    if os.environ.get("CONTRACT_SEED"):
+        config["seed"] = int(os.environ["CONTRACT_SEED"])  # to explore beyond the fixed cases
     scheme = "operatorToken" if api == "operator-api" else "telegramInitData"
     if credentials == "none":
         config["generation"]["with-security-parameters"] = False
