@@ -303,9 +303,10 @@ def _operation_rows(paths: Mapping[str, Any]) -> Iterable[str]:
     for path, item in paths.items():
         for method, operation in item.items():
             answers = ", ".join(operation.get("responses", {}))
+            what = operation.get("description") or operation.get("summary", "")
             yield (
                 f"<tr><td>{_text(method.upper())}</td><td><code>{_text(path)}</code></td>"
-                f"<td>{_text(operation.get('summary', ''))}</td><td>{_text(answers)}</td></tr>"
+                f"<td>{_text(what)}</td><td>{_text(answers)}</td></tr>"
             )
 
 
