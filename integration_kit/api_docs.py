@@ -82,6 +82,9 @@ def problems(
 
 
 def _describe(status: int) -> str:
+    if status not in _MEANINGS:
+        # A new kind of answer (say 429 from rate limiting) is described here once, for all.
+        raise ValueError(f"no meaning for status {status}: add it to _MEANINGS in {__name__}")
     meaning, types = _MEANINGS[status]
     if not types:
         return meaning
