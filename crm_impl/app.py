@@ -7,10 +7,12 @@ from fastapi import FastAPI
 
 from crm_impl.integration.endpoints import integration_router
 from crm_impl.legacy import routes as legacy_routes
+from crm_impl.operators.document import OPERATOR_API
 from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
 from generated.client.api.tma import post_message, post_status
+from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
@@ -62,10 +64,11 @@ def build_runtime(
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    docs = [docs_router(OPERATOR_API)] if runtime.settings.serves_api_docs else []
     app = create_backend_app(
         runtime,
         title="CRM helpdesk",
-        routers=[integration_router(runtime), operator_router(runtime)],
+        routers=[integration_router(runtime), operator_router(runtime), *docs],
     )
     if runtime.settings.legacy.routes_enabled:  # the cut-over window (docs/cutover.md)
         calls = LegacyRouteCalls(legacy_routes.ROUTES)

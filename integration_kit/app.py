@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
 
+from integration_kit.allow_header import CompleteAllowHeader
 from integration_kit.health import router as health_router
 from integration_kit.problems import install_problem_handlers
 from integration_kit.request_context import RequestContext
@@ -28,6 +29,7 @@ def create_backend_app(runtime: Runtime, *, title: str, routers: Sequence[APIRou
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    app.add_middleware(CompleteAllowHeader)
     # Outermost (added last): every answer, a 413 or a 500 included, carries the request id.
     app.add_middleware(RequestContext)
     for router in routers:

@@ -96,6 +96,9 @@ class IntegrationSettings(BaseSettings):
     database_retry_cap_seconds: float = Field(30.0, gt=0)
     # The audited old routes during the cut-over window (docs/cutover.md); off by default.
     legacy: LegacyRouteSettings = Field(default_factory=LegacyRouteSettings)
+    # /docs: the backend's own API document (integration_kit/api_docs.py). Unset: served in
+    # development only; production turns it on explicitly if it wants it public.
+    api_docs_enabled: bool | None = None
 
     @field_validator("inbound_tokens", "inbound_signing_secrets", mode="before")
     @classmethod
@@ -184,6 +187,12 @@ class IntegrationSettings(BaseSettings):
             values = default if isinstance(default, list) else [default]
             published.update(str(value).lower() for value in values if value)
         return published
+
+    @property
+    def serves_api_docs(self) -> bool:
+        if self.api_docs_enabled is None:
+            return self.environment is Environment.development
+        return self.api_docs_enabled
 
     def resolved_database_url(self, name: str) -> str:
         """DATABASE_URL if set, else a SQLite file `<data_dir>/<name>.db`."""

@@ -1,10 +1,12 @@
-"""Generate `generated/` from spec/integration.yaml, or check that the committed copy is current.
+"""Generate `generated/` from spec/integration.yaml and the documents of the backends' own APIs
+(spec/user-api.yaml, spec/operator-api.yaml) from the apps, or check that the committed copies
+are current.
 
-    python scripts/codegen.py generate   # rewrite generated/
+    python scripts/codegen.py generate   # rewrite generated/ and the two API documents
     python scripts/codegen.py check      # regenerate into a temporary folder and compare
 
-Both code generators are deterministic, so any difference means the spec changed without
-`make generate` (or someone edited generated code by hand).
+Every generator is deterministic, so any difference means the spec or an app changed without
+`make generate` (or someone edited generated code or a generated document by hand).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a file: `scripts.` and the backends import from here
 SPEC = ROOT / "spec" / "integration.yaml"
 CLIENT_CONFIG = ROOT / "spec" / "openapi-python-client.yaml"
 GENERATED = ROOT / "generated"
@@ -96,13 +99,47 @@ def drift() -> list[str]:
     return lines
 
 
+def _documents() -> dict[str, str]:
+    # Imported here: the apps are only needed for the documents, not for generated/.
+    from scripts.api_documents import render_documents
+
+    return render_documents()
+
+
+def write_documents() -> None:
+    for name, text in _documents().items():
+        (ROOT / name).write_text(text)
+
+
+def document_drift() -> tuple[list[str], list[str]]:
+    """The API documents that differ from what the apps make, and a unified diff of them."""
+    stale: list[str] = []
+    lines: list[str] = []
+    for name, fresh in _documents().items():
+        path = ROOT / name
+        committed = path.read_text() if path.exists() else ""
+        if committed != fresh:
+            stale.append(name)
+            lines.extend(
+                difflib.unified_diff(
+                    committed.splitlines(keepends=True),
+                    fresh.splitlines(keepends=True),
+                    f"{name} (committed)",
+                    f"{name} (from the app)",
+                )
+            )
+    return stale, lines
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else ""
     if command == "generate":
         generate(GENERATED)
-        print("generated/ written from spec/integration.yaml")
+        write_documents()
+        print("generated/ written from spec/integration.yaml; API documents written from the apps")
         return 0
     if command == "check":
+        failed = False
         diff = drift()
         if diff:
             sys.stdout.writelines(diff[:400])
@@ -111,8 +148,19 @@ def main(argv: list[str]) -> int:
                 "and commit the result.",
                 file=sys.stderr,
             )
+            failed = True
+        stale, document_diff = document_drift()
+        if stale:
+            sys.stdout.writelines(document_diff[:400])
+            print(
+                f"\n{' and '.join(stale)} out of date with the app: run `make generate` "
+                "and commit the result.",
+                file=sys.stderr,
+            )
+            failed = True
+        if failed:
             return 1
-        print("generated/ matches spec/integration.yaml")
+        print("generated/ matches spec/integration.yaml; the API documents match the apps")
         return 0
     print(__doc__, file=sys.stderr)
     return 2

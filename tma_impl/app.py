@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from generated.client.api.crm import post_message, post_status
+from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
@@ -20,6 +21,7 @@ from tma_impl.legacy import routes as legacy_routes
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
 from tma_impl.settings import TmaSettings
+from tma_impl.support.document import USER_API
 from tma_impl.support.endpoints import support_router
 from tma_impl.support.service import TICKET_CREATED
 from tma_impl.tables import Message, Outbox, Ticket
@@ -85,10 +87,11 @@ def build_runtime(
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    docs = [docs_router(USER_API)] if runtime.settings.serves_api_docs else []
     app = create_backend_app(
         runtime,
         title="Mini App support",
-        routers=[integration_router(runtime), support_router(runtime)],
+        routers=[integration_router(runtime), support_router(runtime), *docs],
     )
     if runtime.settings.legacy.routes_enabled:  # the cut-over window (docs/cutover.md)
         calls = LegacyRouteCalls(legacy_routes.ROUTES)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from generated.models import Attachment, TicketStatus
 
@@ -57,7 +58,8 @@ class Conversation(BaseModel):
 class ReplyIn(BaseModel):
     """An operator's reply. `id` is optional; when sent, a retried request stores one reply."""
 
-    id: uuid.UUID | None = None
+    # Left out rather than null when the client makes no id (a body has no nulls).
+    id: uuid.UUID | SkipJsonSchema[None] = None
     # No NUL: the contract refuses it (PostgreSQL cannot store it), so it stops here.
     message: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")]
     attachments: Annotated[list[Attachment], Field(max_length=10)] = []

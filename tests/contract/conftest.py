@@ -24,6 +24,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if TALLY:
         counts = ", ".join(
             f"{side}: {TALLY[f'{side} cases']} cases, {TALLY[f'{side} requests']} requests"
-            for side in ("crm", "tma")
+            for side in ("crm", "tma", "user-api", "operator-api")
+            if TALLY[f"{side} cases"]
         )
         terminalreporter.write_line(f"contract tests in process ({counts})")

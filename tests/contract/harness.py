@@ -135,9 +135,10 @@ class AppBridge:
     hooks. It also counts the answers by path and status, so a run can show what it reached.
     """
 
-    def __init__(self, credentials: Credentials = "valid") -> None:
+    def __init__(self, credentials: Credentials = "valid", label: str | None = None) -> None:
         self.backend: Backend | None = None
         self.credentials = credentials
+        self.label = label  # what TALLY counts the requests as; the backend's side if None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         backend = self.backend
@@ -173,7 +174,7 @@ class AppBridge:
             )
         )
         backend.answers[(environ.get("PATH_INFO", ""), answer.status_code)] += 1
-        TALLY[f"{backend.side} requests"] += 1
+        TALLY[f"{self.label or backend.side} requests"] += 1
         start_response(
             f"{answer.status_code} {answer.reason_phrase}",
             [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from integration_kit.narrowing import narrowed
 from integration_kit.problems import UNAUTHORIZED, ProblemError
@@ -17,14 +18,29 @@ from tma_impl.telegram import (
     parse_init_data,
 )
 
+# Declares the scheme in the API's document; the header is checked below, not by FastAPI.
+INIT_DATA = APIKeyHeader(
+    name="Authorization",
+    scheme_name="telegramInitData",
+    description=(
+        "`tma <initData>`: the launch data Telegram gives the Mini App, signed with the bot's "
+        "token (https://core.telegram.org/bots/webapps#validating-data-received-via-the-mini-app)."
+        " Refused when older than `TMA_INIT_DATA_MAX_AGE_SECONDS` or when its user id lies "
+        "outside Telegram's range."
+    ),
+    auto_error=False,
+)
 
-async def current_user(request: Request) -> TelegramUser:
+
+async def current_user(
+    request: Request, authorization: Annotated[str | None, Security(INIT_DATA)]
+) -> TelegramUser:
     """The Telegram user whose signed initData the request carries; 401 problem+json otherwise."""
     # async, though it never awaits: FastAPI runs a plain `def` dependency in a worker thread.
     runtime = runtime_of(request)
     settings = narrowed(runtime.settings, TmaSettings)
     try:
-        init_data = parse_authorization_header(request.headers.get("authorization"))
+        init_data = parse_authorization_header(authorization)
         parsed = parse_init_data(
             init_data,
             bot_token=settings.dev_bot_token,

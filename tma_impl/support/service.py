@@ -50,10 +50,11 @@ async def remember_user(
     if row is None:
         row = TelegramUser(id=user.id)
         session.add(row)
-    row.first_name = user.first_name[:64]
-    row.last_name = user.last_name[:64] if user.last_name else None
-    row.username = user.username[:32] if user.username else None
-    row.language_code = user.language_code[:35] if user.language_code else None
+    # The initData parser has already made each field fit these columns and the contract.
+    row.first_name = user.first_name
+    row.last_name = user.last_name
+    row.username = user.username
+    row.language_code = user.language_code
     row.updated_at = clock.now()
     return row
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 __all__ = [
     "FUTURE_SKEW_SECONDS",
+    "MAX_USER_ID",
     "InitData",
     "InitDataError",
     "TelegramUser",
@@ -24,6 +26,23 @@ __all__ = [
 FUTURE_SKEW_SECONDS = 60
 
 _AUTH_SCHEME = "tma"
+
+# Telegram documents user ids as having "at most 52 significant bits". A larger id was not made
+# by Telegram; it would also overflow a 64-bit column or leave the contract's Customer range
+# (telegram_user_id <= 2**53 - 1), so it is refused where it enters.
+MAX_USER_ID = 2**52 - 1
+
+# The user's display fields are cosmetic: Telegram's limits are not ours to enforce, so a value
+# that is odd is made to fit the contract's Customer schema (spec/integration.yaml) rather than
+# refused. Names are cut to their length; identifiers that do not match their pattern are left
+# out, because cutting or filtering one could name somebody else.
+NAME_MAX_LENGTH = 64
+USERNAME = re.compile(r"[A-Za-z0-9_]{1,32}")
+LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)*")
+LANGUAGE_CODE_MAX_LENGTH = 35
+# NUL (no PostgreSQL text holds it) and lone surrogates (not encodable as UTF-8) cannot be
+# stored or sent on; they become U+FFFD, as a decoder does with ill-formed input.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class InitDataError(Exception):
@@ -158,7 +177,8 @@ def _parse_user(raw: str | None) -> TelegramUser:
         raise InitDataError("missing user")
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # ValueError also covers an integer of more digits than Python converts.
         raise InitDataError("invalid user: not JSON") from None
     if not isinstance(data, dict):
         raise InitDataError("invalid user: not a JSON object")
@@ -166,6 +186,8 @@ def _parse_user(raw: str | None) -> TelegramUser:
     # bool is an int subclass; true is not a user id.
     if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
         raise InitDataError("invalid user: id must be a positive integer")
+    if user_id > MAX_USER_ID:
+        raise InitDataError("invalid user: id is outside Telegram's range")
     first_name = data.get("first_name")
     if not isinstance(first_name, str) or not first_name:
         raise InitDataError("invalid user: first_name must be a non-empty string")
@@ -177,8 +199,18 @@ def _parse_user(raw: str | None) -> TelegramUser:
         optional[name] = value or None
     return TelegramUser(
         id=user_id,
-        first_name=first_name,
-        last_name=optional["last_name"],
-        username=optional["username"],
-        language_code=optional["language_code"],
+        first_name=_name(first_name),
+        last_name=_name(optional["last_name"]) if optional["last_name"] else None,
+        username=_matching(optional["username"], USERNAME, 32),
+        language_code=_matching(optional["language_code"], LANGUAGE_CODE, LANGUAGE_CODE_MAX_LENGTH),
     )
+
+
+def _name(value: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", value[:NAME_MAX_LENGTH])
+
+
+def _matching(value: str | None, pattern: re.Pattern[str], max_length: int) -> str | None:
+    if value is None or len(value) > max_length or not pattern.fullmatch(value):
+        return None
+    return value
