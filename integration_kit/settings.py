@@ -9,6 +9,11 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from integration_kit.ratelimit import check_storage_url, parse_limits
+
+# Per peer token on /api/integration; docs/rate-limits.md gives the measured traffic below it.
+INTEGRATION_RATE_LIMIT = "1000/second"
+
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "token", "placeholder", "xxx", "todo"}
 
 
@@ -65,6 +70,16 @@ class IntegrationSettings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0)
     retention_days: int = Field(30, ge=1)
 
+    # Rate limits (docs/rate-limits.md), in `limits`' notation ("600/second",
+    # "50/second;1000/minute", "" for none): the integration API's limit per peer token. The
+    # default sits far above what `make bench` and the fault harness drive; each backend adds the
+    # limit of its own people's API.
+    integration_rate_limit: str = INTEGRATION_RATE_LIMIT
+    # "" keeps counters in this process; redis://host:6379/0 shares them between API processes.
+    rate_limit_storage_url: str = ""
+    # Keys in Redis start with "<prefix>:<tma|crm>:", so deployments can share one Redis.
+    rate_limit_key_prefix: str = Field("ratelimit", min_length=1, max_length=100)
+
     @field_validator("inbound_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
@@ -72,6 +87,17 @@ class IntegrationSettings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("integration_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        parse_limits(value)
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _rate_limit_storage(cls, value: str) -> str:
+        return check_storage_url(value)
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> Self:

@@ -13,6 +13,7 @@ from crm_impl.tables import Operator
 from integration_kit.auth import bearer_token
 from integration_kit.problems import UNAUTHORIZED, ProblemError
 from integration_kit.runtime import runtime_of
+from integration_kit.throttle import OPERATOR_SCOPE, enforce_rate_limit
 
 
 def new_token() -> str:
@@ -24,7 +25,8 @@ def hash_token(token: str) -> str:
 
 
 async def current_operator(request: Request) -> Operator:
-    """The operator whose bearer token the request carries; 401 problem+json otherwise."""
+    """The operator whose bearer token the request carries; 401 problem+json otherwise, 429 once
+    the operator's rate limit is spent."""
     token = bearer_token(request)
     if token is not None:
         async with runtime_of(request).db.sessions() as session:
@@ -34,6 +36,8 @@ async def current_operator(request: Request) -> Operator:
                 )
             )
         if operator is not None:
+            # After authentication: the budget is the operator's (shared with the console).
+            await enforce_rate_limit(request, scope=OPERATOR_SCOPE, key=str(operator.id))
             return operator
     raise ProblemError(
         401,

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from integration_kit.problems import UNAUTHORIZED, ProblemError
 from integration_kit.runtime import runtime_of
+from integration_kit.throttle import USER_SCOPE, enforce_rate_limit
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import (
     InitDataError,
@@ -18,7 +19,8 @@ from tma_impl.telegram import (
 
 
 async def current_user(request: Request) -> TelegramUser:
-    """The Telegram user whose signed initData the request carries; 401 problem+json otherwise."""
+    """The Telegram user whose signed initData the request carries; 401 problem+json otherwise,
+    429 once the user's rate limit is spent."""
     # async, though it never awaits: FastAPI runs a plain `def` dependency in a worker thread.
     runtime = runtime_of(request)
     settings = runtime.settings
@@ -39,6 +41,8 @@ async def current_user(request: Request) -> TelegramUser:
             f"Telegram initData refused: {exc.reason}.",
             headers={"WWW-Authenticate": "tma"},
         ) from None
+    # After authentication: the budget is the user's, and a forged header spends nobody's.
+    await enforce_rate_limit(request, scope=USER_SCOPE, key=str(parsed.user.id))
     return parsed.user
 
 
