@@ -118,6 +118,14 @@ class _RateLimitCollector(Collector):
         for scope in sorted(set(self.limiter.limits) | set(stats.limited)):
             limited.add_metric([scope], float(stats.limited.get(scope, 0)))
         yield limited
+        peak = GaugeMetricFamily(
+            "rate_limit_peak_count",
+            "The most requests one caller made in one window of the limit, since start.",
+            labels=["scope", "limit"],
+        )
+        for (scope, limit), count in sorted(stats.peak.items()):
+            peak.add_metric([scope, limit], float(count))
+        yield peak
         up = GaugeMetricFamily(
             "rate_limit_storage_up",
             "1 if the rate-limit storage answered at its last use; 0 while it fails (fail open).",

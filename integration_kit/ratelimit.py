@@ -93,6 +93,9 @@ class RateLimitStats:
     """What /metrics reports about rate limiting in this process."""
 
     limited: Counter[str] = field(default_factory=Counter)  # 429s answered, by scope
+    # The most requests one caller made in one window, by (scope, limit): how close real
+    # traffic comes to each limit.
+    peak: dict[tuple[str, str], int] = field(default_factory=dict)
     storage_errors: int = 0  # checks that failed because the storage did
     unchecked: int = 0  # requests served without a check (storage failing or left alone)
     storage_up: bool = True
@@ -129,7 +132,12 @@ class RateLimiter:
             return None
         try:
             for item in items:
-                if not await self._strategy.hit(item, scope, key):
+                # FixedWindowRateLimiter.hit, keeping the count it compares (same storage call,
+                # same key) for the peak metric.
+                count = await self._storage.incr(item.key_for(scope, key), item.get_expiry())
+                peak = (scope, str(item))
+                self.stats.peak[peak] = max(self.stats.peak.get(peak, 0), count)
+                if count > item.amount:
                     reset, _remaining = await self._strategy.get_window_stats(item, scope, key)
                     self.stats.limited[scope] += 1
                     return max(1, math.ceil(reset - time.time()))

@@ -85,6 +85,8 @@ async def test_the_user_api_limits_each_telegram_user_on_their_own(pair_with: Pa
         assert_rate_limited(await pair.tma.get("/api/support/tickets", headers=boris), at_most=3600)
         metrics = metric_values((await pair.tma.get("/metrics")).text)
         assert metrics["rate_limited_total{scope=user}"] == 3
+        # Anna's five requests in the window, the refused ones included: the headroom figure.
+        assert metrics["rate_limit_peak_count{limit=3 per 1 hour,scope=user}"] == 5
         assert metrics["rate_limit_storage_up"] == 1
 
 
