@@ -11,7 +11,7 @@ from integration_kit.ratelimit import parse_limits
 from integration_kit.settings import IntegrationSettings
 
 # See docs/rate-limits.md for the measured traffic this sits above.
-OPERATOR_RATE_LIMIT = "100/second"
+OPERATOR_RATE_LIMIT = "1000/second"
 
 
 class CrmSettings(IntegrationSettings):

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from integration_kit.ratelimit import check_storage_url, parse_limits
 
 # Per peer token on /api/integration; docs/rate-limits.md gives the measured traffic below it.
-INTEGRATION_RATE_LIMIT = "1000/second"
+INTEGRATION_RATE_LIMIT = "10000/second"
 
 PLACEHOLDERS = {"", "changeme", "change-me", "secret", "token", "placeholder", "xxx", "todo"}
 

@@ -243,8 +243,8 @@ async def test_defaults_are_in_force_without_settings(pair_with: PairFactory) ->
     async with pair_with() as pair:
         tma, crm = pair.tma_runtime.limiter, pair.crm_runtime.limiter
         assert [str(i) for i in tma.limits["user"]] == ["100 per 1 second"]
-        assert [str(i) for i in tma.limits["integration"]] == ["1000 per 1 second"]
-        assert [str(i) for i in crm.limits["operator"]] == ["100 per 1 second"]
-        assert [str(i) for i in crm.limits["integration"]] == ["1000 per 1 second"]
+        assert [str(i) for i in tma.limits["integration"]] == ["10000 per 1 second"]
+        assert [str(i) for i in crm.limits["operator"]] == ["1000 per 1 second"]
+        assert [str(i) for i in crm.limits["integration"]] == ["10000 per 1 second"]
         assert not tma.shared
         assert not crm.shared
