@@ -6,7 +6,7 @@ Counters live in this process by default; with several API processes they live i
 Strategy: fixed window (`limits`' FixedWindowRateLimiter). Each check is one counter increment
 (one Lua call, so one Redis round trip) and one small key per caller and window, whatever the
 limit. The moving window is exact but keeps one entry per request: at the integration API's
-limits (thousands a minute per token) that is a list of thousands of timestamps per caller, walked
+default (10,000 a second per token) that is a list of up to 10,000 timestamps per caller, walked
 on every request. The fixed window's known flaw, up to twice the limit across a window boundary,
 is harmless for limits that sit far above real traffic and exist to stop a runaway or abusive
 caller. The window opens at a caller's first request, so `Retry-After` is exact: the seconds until
@@ -65,7 +65,7 @@ def parse_limits(text: str) -> list[RateLimitItem]:
 
 
 def check_storage_url(url: str) -> str:
-    """ "" or memory:// (counters in this process), or a Redis URL; ValueError otherwise."""
+    """Accept an empty URL or memory:// (counters in this process), or a Redis URL."""
     if url in ("", "memory://") or url.startswith(REDIS_SCHEMES):
         return url
     raise ValueError("must be empty (in process), memory://, redis://, rediss:// or unix://")
@@ -114,8 +114,13 @@ class RateLimiter:
         self.limits = {scope: parse_limits(text) for scope, text in limits.items()}
         self.storage_url = check_storage_url(storage_url)
         self.shared = self.storage_url.startswith(REDIS_SCHEMES)
-        self._storage = _storage(self.storage_url, key_prefix)
-        self._strategy = FixedWindowRateLimiter(self._storage)
+        self._key_prefix = key_prefix
+        # Made at the first check, inside the serving event loop: `limits`' memory storage
+        # schedules its expiry task on the loop current when it is made, and `serve` builds the
+        # runtime before uvicorn starts its loop (the task would never run, expired keys never
+        # leave).
+        self._storage: Storage | None = None
+        self._strategy: FixedWindowRateLimiter | None = None
         self.stats = RateLimitStats()
         self._left_alone_until = 0.0
         self._outage_logged_at: float | None = None
@@ -131,6 +136,9 @@ class RateLimiter:
             self._served_unchecked()
             return None
         try:
+            if self._storage is None or self._strategy is None:
+                self._storage = _storage(self.storage_url, self._key_prefix)
+                self._strategy = FixedWindowRateLimiter(self._storage)
             for item in items:
                 # FixedWindowRateLimiter.hit, keeping the count it compares (same storage call,
                 # same key) for the peak metric.
