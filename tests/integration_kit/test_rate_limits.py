@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from crm_impl.cli import add_operator
@@ -25,6 +26,7 @@ from tests.integration_kit.test_delivery import crm_bodies, message_event, open_
 from tests.integration_kit.test_health import metric_values
 from tests.support.pair import CRM_TO_TMA_TOKEN, TMA_TO_CRM_TOKEN, Pair, wired_pair
 from tests.support.redis import free_port
+from tests.test_spec import SPEC_PATH
 from tma_impl.settings import TmaSettings
 
 PairFactory = Callable[..., AbstractAsyncContextManager[Pair]]
@@ -248,3 +250,17 @@ async def test_defaults_are_in_force_without_settings(pair_with: PairFactory) ->
         assert [str(i) for i in crm.limits["integration"]] == ["10000 per 1 second"]
         assert not tma.shared
         assert not crm.shared
+
+
+def test_the_contract_documents_429_with_retry_after_on_every_operation() -> None:
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    operations = [op for item in spec["paths"].values() for op in item.values()]
+    assert len(operations) == 3
+    for operation in operations:
+        ref = operation["responses"]["429"]["$ref"]
+        assert ref == "#/components/responses/TooManyRequests", operation["operationId"]
+    response = spec["components"]["responses"]["TooManyRequests"]
+    assert response["headers"]["Retry-After"]["required"] is True
+    assert response["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+    assert set(response["content"]) == {PROBLEM_JSON}
+    assert RATE_LIMITED in spec["info"]["description"]
