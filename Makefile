@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup generate check-generated lint test test-sqlite contract run demo bench clean
+.PHONY: setup generate check-generated check-contract lint test test-sqlite contract run demo bench clean migration
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -19,8 +19,17 @@ setup: $(STAMP)
 generate: $(STAMP)
 	$(BIN)/python scripts/codegen.py generate
 
+# A new Alembic revision for one side from its tables.py: make migration SIDE=tma MESSAGE="add x"
+migration: $(STAMP)
+	$(BIN)/python -m scripts.makemigration "$(SIDE)" "$(MESSAGE)"
+
 check-generated: $(STAMP)
 	$(BIN)/python scripts/codegen.py check
+
+# Fail on a change to spec/integration.yaml that breaks the released contract (spec/released/)
+# without a new major version.
+check-contract: $(STAMP)
+	$(BIN)/python -m scripts.contract_compat
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,6 +54,6 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
 
-# Delivery figures on this machine, each beside a baseline (DESIGN §8); not part of `make test`.
+# Delivery figures on this machine, each beside a baseline (docs/design.md §9); not part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -1,4 +1,4 @@
-"""The receiving rules of the contract (DESIGN §3), the same on both sides.
+"""The receiving rules of the contract (docs/design.md §3), the same on both sides.
 
 Ticket naming, idempotent message storage, last-writer-wins status, and the reopen-on-customer-
 message rule. Services take the caller's session and never commit.

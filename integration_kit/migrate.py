@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -72,3 +75,18 @@ def _do_run(connection: Connection, metadata: MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+async def schema_differences(url: str, metadata: MetaData) -> list[Any]:
+    """What Alembic would change to make the database at `url` match `metadata` ([] if nothing)."""
+
+    def compare(connection: Connection) -> list[Any]:
+        migration = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(migration, metadata))
+
+    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(compare)
+    finally:
+        await engine.dispose()

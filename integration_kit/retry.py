@@ -1,4 +1,4 @@
-"""What to do after a delivery attempt, and when to try again (DESIGN §5)."""
+"""What to do after a delivery attempt, and when to try again (docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Columns both sides share (DESIGN §4), as mixins each backend's own tables build on."""
+"""Columns both sides share (docs/design.md §4), as mixins each backend's own tables build on."""
 
 from __future__ import annotations
 

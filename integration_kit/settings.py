@@ -23,7 +23,10 @@ class Environment(StrEnum):
 
 
 class RetrySettings(BaseModel):
-    """How the dispatcher retries a failed delivery (DESIGN §5); set as <PREFIX>RETRY__<FIELD>."""
+    """How the dispatcher retries a failed delivery (docs/design.md §5).
+
+    Set as <PREFIX>RETRY__<FIELD>.
+    """
 
     # A plain model, not BaseSettings: that would also read unprefixed JITTER, CAP_SECONDS, ...
     # from the environment. Forbid unknown keys so a misspelt TMA_RETRY__... fails at start.

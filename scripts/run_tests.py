@@ -9,6 +9,7 @@ except under CI=true, where they fail.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -28,6 +29,11 @@ def main() -> int:
         print(f"Redis tests: FAIL (CI=true and Redis is not answering at {redis_url})")
     else:
         print(f"Redis tests: SKIPPED (Redis is not answering at {redis_url})")
+    browser = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if browser:
+        print(f"Browser tests: on ({browser})")
+    else:
+        print("Browser tests: SKIPPED (chromium not found: apt-get install -y chromium)")
     code = subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]])
     if code == 5:
         print("pytest collected no tests: that is a failure", file=sys.stderr)
@@ -38,6 +44,8 @@ def main() -> int:
         )
     if not redis_up and not in_ci:
         print("NOTE: the Redis rate-limit tests were skipped (start Redis or set TEST_REDIS_URL).")
+    if not browser:
+        print("NOTE: the browser tests were skipped (install chromium to run them).")
     return code
 
 

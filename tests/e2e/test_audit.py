@@ -1,4 +1,4 @@
-"""The seven audit items of DESIGN §2: each test fails if its bug comes back."""
+"""The seven audit items of docs/design.md §2: each test fails if its bug comes back."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Reads both databases directly (read-only) and compares them with what the load wrote.
 
-Per-ticket order is the order each side *wrote* its messages (DESIGN §5: the messages one side
-writes in a ticket appear on the other side in the order they were written). Two people writing
-at the same moment on two systems have no single true order, so the interleaving of the user's
-and the operator's messages may differ between the sides; each writer's sequence may not.
+Per-ticket order is the order each side *wrote* its messages (docs/design.md §5: the messages
+one side writes in a ticket appear on the other side in the order they were written). Two people
+writing at the same moment on two systems have no single true order, so the interleaving of the
+user's and the operator's messages may differ between the sides; each writer's sequence may not.
 """
 
 from __future__ import annotations

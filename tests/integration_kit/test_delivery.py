@@ -1,5 +1,6 @@
-"""How the dispatcher delivers under failure (DESIGN §5): retries and their schedule, what goes
-dead, what a dead event holds back, recovery after an outage, per-ticket order, and leases.
+"""How the dispatcher delivers under failure (docs/design.md §5): retries and their schedule,
+what goes dead, what a dead event holds back, recovery after an outage, per-ticket order, and
+leases.
 
 Both backends run in-process over HTTP with a ManualClock; dispatch rounds are run by the test.
 """

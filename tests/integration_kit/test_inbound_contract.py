@@ -1,6 +1,6 @@
-"""The receiving rules of the contract (DESIGN §3), checked on each backend over HTTP: auth and
-token rotation, sender, unknown tickets, contradicting ids, last-writer-wins status, reopening,
-size and shape limits, and problem+json for every error."""
+"""The receiving rules of the contract (docs/design.md §3), checked on each backend over HTTP:
+auth and token rotation, sender, unknown tickets, contradicting ids, last-writer-wins status,
+reopening, size and shape limits, and problem+json for every error."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The retry schedule on its own: exponential backoff with bounded jitter, a cap, a maximum age,
-Retry-After, and which answers are retried (DESIGN §5)."""
+Retry-After, and which answers are retried (docs/design.md §5)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_an_event_expires_at_the_maximum_age() -> None:
 
 
 def test_the_defaults_are_the_documented_schedule() -> None:
-    """From 1 s, capped at 10 minutes, 72 hours in all (DESIGN §5, docs/delivery.md)."""
+    """From 1 s, capped at 10 minutes, 72 hours in all (docs/design.md §5, docs/delivery.md)."""
     retry = RetrySettings()
     assert (retry.base_seconds, retry.cap_seconds, retry.max_age_seconds) == (1, 600, 72 * 3600)
     assert 0 < retry.jitter <= 1
