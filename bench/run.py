@@ -7,6 +7,10 @@
 2. Backlog: 10,000 events queued at the TMA while the CRM is down, left as a long outage leaves
    them (backed off up to the 10-minute cap), then the CRM comes back; the figure is seconds until
    all are stored on the CRM. Baseline: a dispatcher that claims one event per round.
+3. Rate limits on the receiver: the CRM alone, the peer's postMessage sent straight to it (closed
+   loop); requests per second and latency with the limits in process and in Redis. Baseline: the
+   same with no limit. Relay and backlog also report the most requests one caller made in one
+   window of each limit (`rate_limit_peaks`): what the default limits must sit above.
 
 Figures, not pass/fail; the load average at the start is recorded, since other work on the machine
 moves them. Results go to build/bench/results.json.
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
@@ -124,6 +129,19 @@ async def wait_for_count(db: Path, query: str, target: int, within: float) -> fl
             return time.monotonic()
         await asyncio.sleep(0.01)
     return None
+
+
+async def rate_peaks(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """A backend's rate_limit_peak_count samples: "scope limit" -> the most requests one caller
+    made in one window of that limit."""
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return {
+        f"{sample.labels['scope']} {sample.labels['limit']}": sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "rate_limit_peak_count"
+    }
 
 
 class MiniAppUsers:
@@ -304,6 +322,10 @@ async def relay(variant: Variant, work: Path, args: argparse.Namespace) -> dict[
             await asyncio.gather(*tasks)
             if await wait_for_count(crm.db, crm_messages, base + total, 300) is None:
                 raise RuntimeError(f"relay {variant.name}: latency messages did not all arrive")
+            peaks = {
+                "tma": await rate_peaks(session, tma.url),
+                "crm": await rate_peaks(session, crm.url),
+            }
         # Stopped: the TMA's last round is settled and its database is quiet.
         acknowledged = delivered_times(tma.db)
     latencies = [(acknowledged[m] - at).total_seconds() * 1000 for m, at in sent_at.items()]
@@ -319,6 +341,7 @@ async def relay(variant: Variant, work: Path, args: argparse.Namespace) -> dict[
         "p50_ms": round(statistics.median(latencies), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(max(latencies), 1),
+        "rate_limit_peaks": peaks,
     }
 
 
@@ -393,6 +416,7 @@ async def backlog(
             first = await wait_for_count(crm.db, query, 1, args.backlog_timeout)
             done = await wait_for_count(crm.db, query, events, args.backlog_timeout)
             stored = count(crm.db, query)
+            peaks = {"crm": await rate_peaks(session, crm.url)}
     return {
         "variant": variant.name,
         "role": variant.role,
@@ -403,7 +427,156 @@ async def backlog(
         "stored": stored,
         "events_per_s": round(stored / ((done or time.monotonic()) - back)),
         "finished": done is not None,
+        "rate_limit_peaks": peaks,
     }
+
+
+# --- 3. rate limits on the receiver ------------------------------------------------------------
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PEER_TOKEN = "dev-tma-to-crm"  # noqa: S105 - the CRM's published development inbound token
+
+
+def receiving_variants(prefix: str) -> list[Variant]:
+    # The limit is set far above what the loop can reach, so every variant pays for the check and
+    # none is refused: the difference is the cost of counting, not of 429s.
+    high = ["--integration-rate-limit", "1000000/second"]
+    return [
+        Variant("no limit", "baseline", crm=["--integration-rate-limit", ""]),
+        Variant("in-process", "product", crm=high),
+        Variant(
+            "redis",
+            "product",
+            crm=[*high, "--rate-limit-storage", REDIS_URL, "--rate-limit-prefix", prefix],
+        ),
+    ]
+
+
+def redis_answers() -> bool:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+async def check_cost(storage_url: str, checks: int) -> float:
+    """Microseconds per limiter check in this process, one caller, against `storage_url`."""
+    from integration_kit.ratelimit import RateLimiter
+
+    prefix = f"ratelimit-bench-{uuid.uuid4().hex[:8]}"
+    limiter = RateLimiter(
+        limits={"bench": "1000000/second"}, storage_url=storage_url, key_prefix=prefix
+    )
+    try:
+        for _ in range(100):  # warm-up: the connection, the Lua script
+            await limiter.check("bench", "warm-up")
+        started = time.perf_counter()
+        for _ in range(checks):
+            await limiter.check("bench", "caller")
+        elapsed = time.perf_counter() - started
+    finally:
+        await limiter.close()
+        if storage_url:
+            delete_bench_keys(prefix)
+    return round(elapsed / checks * 1e6, 1)
+
+
+@dataclass
+class Receiver:
+    """One CRM of the receiving benchmark and what its bursts measured."""
+
+    variant: Variant
+    backend: Backend
+    ticket: str = field(default_factory=lambda: str(uuid.uuid4()))
+    rates: list[float] = field(default_factory=list)  # requests per second, one per burst
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    async def post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> None:
+        headers = {"Authorization": f"Bearer {PEER_TOKEN}"}
+        started = time.perf_counter()
+        async with session.post(self.backend.url + path, json=body, headers=headers) as response:
+            await response.read()
+            self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
+        self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def message(self, n: int) -> dict[str, Any]:
+        return {
+            "external_ticket_id": self.ticket,
+            "external_message_id": str(uuid.uuid4()),
+            "sender": "tma",
+            "message": f"message {n}",
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+
+    async def burst(self, session: aiohttp.ClientSession, n: int, concurrency: int) -> float:
+        started = time.monotonic()
+        await gather_limited(
+            [self.post(session, "/api/integration/messages", self.message(i)) for i in range(n)],
+            concurrency,
+        )
+        return n / (time.monotonic() - started)
+
+
+async def receiving(
+    variants: list[Variant], work: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """All variants served at once; bursts of postMessage take turns between them, in rotating
+    order, so load from elsewhere on the machine falls on every variant alike."""
+    receivers = []
+    for variant in variants:
+        folder = work / f"receiving-{variant.slug}"
+        folder.mkdir(parents=True)
+        backend = Backend("crm", free_port(), folder / "crm.db", free_port(), variant.crm)
+        receivers.append(Receiver(variant, backend))
+    now = datetime.now(UTC).isoformat()
+    rounds = max(args.receiving_rounds, 1)
+    per_burst = max(args.receiving // rounds, 1)
+    async with client() as session:
+        with running(*(r.backend for r in receivers)):
+            for receiver in receivers:
+                await receiver.backend.start(session, receiver.backend.db.parent / "crm.log")
+                await receiver.post(
+                    session,
+                    "/api/integration/tickets",
+                    {
+                        "external_ticket_id": receiver.ticket,
+                        "subject": "Bench",
+                        "message": "first",
+                        "external_message_id": str(uuid.uuid4()),
+                        "customer": {"telegram_user_id": 100_001, "first_name": "Bench"},
+                        "created_at": now,
+                    },
+                )
+                # A warm-up, not counted: connections, caches, the Redis script loaded.
+                await receiver.burst(session, 200, args.concurrency)
+                receiver.latencies.clear()
+                receiver.statuses.clear()
+            for turn in range(rounds):
+                for receiver in (
+                    receivers[turn % len(receivers) :] + receivers[: turn % len(receivers)]
+                ):
+                    receiver.rates.append(
+                        await receiver.burst(session, per_burst, args.concurrency)
+                    )
+    return [
+        {
+            "variant": r.variant.name,
+            "role": r.variant.role,
+            "requests": per_burst * rounds,
+            "rounds": rounds,
+            "per_s": round(statistics.median(r.rates)),
+            "p50_ms": round(statistics.median(r.latencies), 2),
+            "p99_ms": round(percentile(r.latencies, 99), 2),
+            "statuses": {str(k): v for k, v in sorted(r.statuses.items())},
+        }
+        for r in receivers
+    ]
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -465,7 +638,63 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             f" events/s. Target: drained in < 10 s. An unfinished drain stopped at"
             f" {args.backlog_timeout} s."
         )
+    if "ratelimit" in args.only:
+        prefix = f"ratelimit-bench-{uuid.uuid4().hex[:8]}"
+        variants = receiving_variants(prefix)
+        if not redis_answers():
+            print(f"\nRedis is not answering at {REDIS_URL}: the Redis variant is left out")
+            variants = variants[:2]
+        try:
+            runs = await receiving(variants, work, args)
+        finally:
+            if len(variants) == 3:
+                delete_bench_keys(prefix)
+        base = runs[0]
+        cost = {"in-process": await check_cost("", 5000)}
+        if len(variants) == 3:
+            cost["redis"] = await check_cost(REDIS_URL, 5000)
+        results["ratelimit"] = {
+            "runs": runs,
+            "check_us": cost,
+            "throughput_vs_no_limit": {
+                r["variant"]: ratio(r["per_s"], base["per_s"]) for r in runs
+            },
+            "p50_vs_no_limit": {r["variant"]: ratio(r["p50_ms"], base["p50_ms"]) for r in runs},
+            "p99_vs_no_limit": {r["variant"]: ratio(r["p99_ms"], base["p99_ms"]) for r in runs},
+        }
+        print(
+            f"\nRate limits on the receiver: postMessage straight to the CRM, {args.receiving}"
+            f" requests per variant in {args.receiving_rounds} bursts taking turns,"
+            f" {args.concurrency} in flight; per_s is the median burst"
+        )
+        print(table(runs, ["variant", "role", "requests", "per_s", "p50_ms", "p99_ms", "statuses"]))
+        rl = results["ratelimit"]
+        print(
+            "vs no limit: throughput "
+            + ", ".join(f"{k} x{v}" for k, v in rl["throughput_vs_no_limit"].items())
+            + "; p50 "
+            + ", ".join(f"{k} x{v}" for k, v in rl["p50_vs_no_limit"].items())
+        )
+        print(
+            "one limiter check, sequential, in the bench process: "
+            + ", ".join(f"{k} {v} µs" for k, v in cost.items())
+        )
+    for section in ("relay", "backlog"):
+        for run in results.get(section, {}).get("runs", []):
+            print(f"{section} {run['variant']}: rate-limit peaks {run['rate_limit_peaks']}")
     return results
+
+
+def delete_bench_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def main() -> int:
@@ -476,7 +705,11 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--backlog", type=int, default=10_000, help="events queued")
     parser.add_argument("--backlog-timeout", type=float, default=90.0)
-    parser.add_argument("--only", nargs="+", default=["relay", "backlog"])
+    parser.add_argument(
+        "--receiving", type=int, default=6000, help="rate-limit section: requests per variant"
+    )
+    parser.add_argument("--receiving-rounds", type=int, default=6, help="bursts per variant")
+    parser.add_argument("--only", nargs="+", default=["relay", "backlog", "ratelimit"])
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     OUT.mkdir(parents=True, exist_ok=True)

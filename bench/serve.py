@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -20,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build(args: argparse.Namespace) -> Runtime:
     url = f"sqlite:///{args.db}"
-    common = {"database_url": url, "port": args.port, "peer_url": args.peer_url}
+    common: dict[str, Any] = {"database_url": url, "port": args.port, "peer_url": args.peer_url}
+    # Rate limits as the run asks: the product's defaults unless told otherwise.
+    if args.integration_rate_limit is not None:
+        common["integration_rate_limit"] = args.integration_rate_limit
+    if args.rate_limit_storage:
+        common["rate_limit_storage_url"] = args.rate_limit_storage
+        common["rate_limit_key_prefix"] = args.rate_limit_prefix
     # Plain httpx is the baseline; None lets the backend use its default (aiohttp underneath).
     transport = (
         httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=100))
@@ -55,6 +62,9 @@ def main() -> int:
     parser.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--per-stream", type=int, default=20)
+    parser.add_argument("--integration-rate-limit", help='e.g. "" for none')
+    parser.add_argument("--rate-limit-storage", help="e.g. redis://127.0.0.1:6379/0")
+    parser.add_argument("--rate-limit-prefix", default="ratelimit-bench")
     args = parser.parse_args()
     runtime = build(args)
     if args.side == "tma":

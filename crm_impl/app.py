@@ -21,7 +21,8 @@ from integration_kit.legacy_routes import LegacyRouteCalls, install
 from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
-from integration_kit.runtime import Runtime, build_dispatcher
+from integration_kit.ratelimit import OPERATOR_SCOPE
+from integration_kit.runtime import Runtime, build_dispatcher, build_rate_limiter
 
 
 def build_runtime(
@@ -58,8 +59,17 @@ def build_runtime(
     dispatcher = build_dispatcher(
         settings=settings, db=db, repository=repository, senders=senders, clock=clock
     )
+    limiter = build_rate_limiter(
+        settings, side="crm", limits={OPERATOR_SCOPE: settings.operator_rate_limit}
+    )
     return Runtime(
-        settings=settings, db=db, clock=clock, outbox=repository, peer=peer, dispatcher=dispatcher
+        settings=settings,
+        db=db,
+        clock=clock,
+        outbox=repository,
+        peer=peer,
+        dispatcher=dispatcher,
+        limiter=limiter,
     )
 
 

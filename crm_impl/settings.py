@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from integration_kit.ratelimit import parse_limits
 from integration_kit.settings import IntegrationSettings, Secret
+
+# See docs/rate-limits.md for the measured traffic this sits above.
+OPERATOR_RATE_LIMIT = "1000/second"
 
 
 class CrmSettings(IntegrationSettings):
@@ -29,3 +33,11 @@ class CrmSettings(IntegrationSettings):
     peer_signing_secret: Annotated[str, Secret()] = (
         "whsec_ZGV2ZWxvcG1lbnQtb25seSBjcm0tdG8tdG1hIHNpZ25pbmcgc2VjcmV0"  # noqa: S105
     )
+    # Per operator on the operator API and console; "" for none (docs/rate-limits.md).
+    operator_rate_limit: str = OPERATOR_RATE_LIMIT
+
+    @field_validator("operator_rate_limit")
+    @classmethod
+    def _operator_rate_limit(cls, value: str) -> str:
+        parse_limits(value)
+        return value

@@ -33,6 +33,7 @@ from integration_kit.problems import (
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     PROBLEM_JSON,
+    RATE_LIMITED,
     UNAUTHORIZED,
     UNAVAILABLE,
     UNSUPPORTED_MEDIA_TYPE,
@@ -63,6 +64,10 @@ _MEANINGS: dict[int, tuple[str, tuple[str, ...]]] = {
     413: ("The body is over 1 MiB.", (PAYLOAD_TOO_LARGE,)),
     415: ("The body is not `application/json`.", (UNSUPPORTED_MEDIA_TYPE,)),
     422: ("A parameter or the body breaks the schema; `errors` says where.", (VALIDATION,)),
+    429: (
+        "The caller's rate limit is spent (docs/rate-limits.md); retry after `Retry-After`.",
+        (RATE_LIMITED,),
+    ),
     500: (
         "An unexpected error; `instance` names the request id the logs carry. Retrying is safe: "
         "every write is idempotent.",
@@ -72,6 +77,7 @@ _MEANINGS: dict[int, tuple[str, tuple[str, ...]]] = {
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    429: {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}},
     503: {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}},
 }
 
@@ -110,7 +116,7 @@ class ApiDocument:
     version: str
     description: str
     prefix: str
-    always: tuple[int, ...] = (401, 500, 503)
+    always: tuple[int, ...] = (401, 429, 500, 503)
 
     @property
     def file(self) -> str:

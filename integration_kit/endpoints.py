@@ -24,6 +24,7 @@ from integration_kit.contract_body import contract_body
 from integration_kit.inbound import receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
 from integration_kit.schema import MessageColumns, TicketColumns
+from integration_kit.throttle import per_token_limit
 
 # Runs in the transaction that stored a new message (never for a replay).
 OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], None]
@@ -41,11 +42,14 @@ def integration_router(
     """Serve postMessage and postStatus for messages written on the `caller` side."""
     router = APIRouter(
         prefix="/api/integration",
+        # The rate limit counts only requests whose token and signature were accepted: one
+        # budget per token, which a forged request cannot spend.
         dependencies=[
             Depends(require_bearer(lambda: runtime.settings.inbound_tokens)),
             Depends(
                 require_signature(lambda: runtime.settings.inbound_signing_secrets, runtime.clock)
             ),
+            Depends(per_token_limit),
         ],
     )
 

@@ -3,7 +3,8 @@
 - `/health/live`: the process serves requests (restart it if not).
 - `/health/ready`: it can do its work: the database answers in time, and the in-process dispatcher
   runs where it should (take it out of the load balancer if not).
-- `/metrics`: delivery counters of this process and the outbox as the database holds it.
+- `/metrics`: delivery counters of this process and the outbox as the database holds it; rate
+  limiting (429s answered, whether the rate-limit storage answers).
 """
 
 from __future__ import annotations
@@ -111,6 +112,45 @@ class _OutboxCollector(Collector):
         yield oldest
 
 
+class _RateLimitCollector(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self.limiter = runtime.limiter
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.limiter.stats
+        limited = CounterMetricFamily(
+            "rate_limited", "Requests this process answered 429, by scope.", labels=["scope"]
+        )
+        for scope in sorted(set(self.limiter.limits) | set(stats.limited)):
+            limited.add_metric([scope], float(stats.limited.get(scope, 0)))
+        yield limited
+        peak = GaugeMetricFamily(
+            "rate_limit_peak_count",
+            "The most requests one caller made in one window of the limit, since start.",
+            labels=["scope", "limit"],
+        )
+        for (scope, limit), count in sorted(stats.peak.items()):
+            peak.add_metric([scope, limit], float(count))
+        yield peak
+        up = GaugeMetricFamily(
+            "rate_limit_storage_up",
+            "1 if the rate-limit storage answered at its last use; 0 while it fails (fail open).",
+        )
+        up.add_metric([], 1.0 if stats.storage_up else 0.0)
+        yield up
+        for name, value, doc in [
+            ("rate_limit_storage_errors", stats.storage_errors, "Checks the storage failed."),
+            (
+                "rate_limit_unchecked",
+                stats.unchecked,
+                "Requests served without a rate-limit check because the storage failed.",
+            ),
+        ]:
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], float(value))
+            yield family
+
+
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Delivery health in Prometheus text format; counters still come if the database is down."""
@@ -126,4 +166,5 @@ async def metrics(request: Request) -> Response:
     registry.register(_OutboxCollector(runtime, stats))
     for collector in runtime.extras.get("collectors", []):  # the old routes' calls, if served
         registry.register(collector)
+    registry.register(_RateLimitCollector(runtime))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -39,6 +39,7 @@ METHOD_NOT_ALLOWED = "urn:tma-crm:problem:method-not-allowed"
 UNSUPPORTED_MEDIA_TYPE = "urn:tma-crm:problem:unsupported-media-type"
 HTTP_ERROR = "urn:tma-crm:problem:http-error"
 INTERNAL_ERROR = "urn:tma-crm:problem:internal-error"
+RATE_LIMITED = "urn:tma-crm:problem:rate-limited"
 
 
 class ProblemError(Exception):
@@ -90,6 +91,7 @@ _STATUS_TYPES = {
     409: (CONFLICT, "Conflict"),
     413: (PAYLOAD_TOO_LARGE, "Payload too large"),
     415: (UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
+    429: (RATE_LIMITED, "Too many requests"),
 }
 
 

@@ -16,6 +16,7 @@ from integration_kit.db import Database
 from integration_kit.dispatcher import Dispatcher, DispatcherConfig, EventSender
 from integration_kit.narrowing import narrowed
 from integration_kit.outbox import OutboxRepository
+from integration_kit.ratelimit import INTEGRATION_SCOPE, RateLimiter
 from integration_kit.retry import RetryPolicy
 from integration_kit.settings import IntegrationSettings
 
@@ -30,6 +31,8 @@ class Runtime:
     outbox: OutboxRepository
     peer: AuthenticatedClient
     dispatcher: Dispatcher
+    # Request rate limits; the backends build it from settings (build_rate_limiter).
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(limits={}))
     extras: dict[str, Any] = field(default_factory=dict)
     run_dispatcher: bool = True
     closers: list[Callable[[], Any]] = field(default_factory=list)
@@ -41,6 +44,7 @@ class Runtime:
             if hasattr(result, "__await__"):
                 await result
         await self.peer.get_async_httpx_client().aclose()
+        await self.limiter.close()
         await self.db.dispose()
 
 
@@ -73,6 +77,17 @@ def build_dispatcher(
     )
     db.on_outbox_commit(dispatcher.wake)
     return dispatcher
+
+
+def build_rate_limiter(
+    settings: IntegrationSettings, *, side: str, limits: Mapping[str, str]
+) -> RateLimiter:
+    """The side's limiter: the integration API's limit per token plus the side's own `limits`."""
+    return RateLimiter(
+        limits={INTEGRATION_SCOPE: settings.integration_rate_limit, **limits},
+        storage_url=settings.rate_limit_storage_url,
+        key_prefix=f"{settings.rate_limit_key_prefix}:{side}",
+    )
 
 
 def lifespan_for(runtime: Runtime) -> Callable[[FastAPI], Any]:

@@ -17,6 +17,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from integration_kit.db import database_url_problem
+from integration_kit.legacy_settings import LegacyRouteSettings
+from integration_kit.ratelimit import check_storage_url, parse_limits
 from integration_kit.settings_rules import (
     PLACEHOLDERS,
     Secret,
@@ -28,7 +30,9 @@ from integration_kit.settings_rules import (
 from integration_kit.signing import secret_error
 
 __all__ = ["PLACEHOLDERS", "Environment", "IntegrationSettings", "RetrySettings", "Secret"]
-from integration_kit.legacy_settings import LegacyRouteSettings
+
+# Per peer token on /api/integration; docs/rate-limits.md gives the measured traffic below it.
+INTEGRATION_RATE_LIMIT = "10000/second"
 
 
 class Environment(StrEnum):
@@ -100,6 +104,16 @@ class IntegrationSettings(BaseSettings):
     # development only; production turns it on explicitly if it wants it public.
     api_docs_enabled: bool | None = None
 
+    # Rate limits (docs/rate-limits.md), in `limits`' notation ("600/second",
+    # "50/second;1000/minute", "" for none): the integration API's limit per peer token. The
+    # default sits far above what `make bench` and the fault harness drive; each backend adds the
+    # limit of its own people's API.
+    integration_rate_limit: str = INTEGRATION_RATE_LIMIT
+    # "" keeps counters in this process; redis://host:6379/0 shares them between API processes.
+    rate_limit_storage_url: str = ""
+    # Keys in Redis start with "<prefix>:<tma|crm>:", so deployments can share one Redis.
+    rate_limit_key_prefix: str = Field("ratelimit", min_length=1, max_length=100)
+
     @field_validator("inbound_tokens", "inbound_signing_secrets", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
@@ -163,6 +177,17 @@ class IntegrationSettings(BaseSettings):
                 variable = env_name(cls.env_prefix(), [info.field_name or ""])
                 raise setting_error(f"{variable}: a signing secret {error}")
         return value
+
+    @field_validator("integration_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        parse_limits(value)
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _rate_limit_storage(cls, value: str) -> str:
+        return check_storage_url(value)
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> Self:

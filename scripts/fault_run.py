@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the harness lives in tests/faults
@@ -50,21 +54,63 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-faults", action="store_true", help="the same load without faults (a baseline)"
     )
+    parser.add_argument(
+        "--rate-peaks",
+        action="store_true",
+        help="watch the API processes' /metrics and print the most requests one caller made in"
+        " one window of each rate limit (the figures the default limits sit above)",
+    )
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--seed", type=int, default=5)
     return parser.parse_args(argv)
 
 
-async def run(config: HarnessConfig, workdir: Path) -> Report:
+async def run(
+    config: HarnessConfig, workdir: Path, peaks: dict[tuple[str, str, str], float] | None = None
+) -> Report:
     harness = Harness(config, workdir)
+    stop = asyncio.Event()
+    watcher: asyncio.Task[None] | None = None
     try:
         await harness.setup()
+        if peaks is not None:
+            watcher = asyncio.create_task(watch_rate_peaks(harness, peaks, stop))
         return await harness.run()
     except BaseException:
         print(harness.logs(), file=sys.stderr)
         raise
     finally:
+        stop.set()
+        if watcher is not None:
+            await watcher
         await harness.close()
+
+
+async def watch_rate_peaks(
+    harness: Harness, peaks: dict[tuple[str, str, str], float], stop: asyncio.Event
+) -> None:
+    """Poll every API process's rate_limit_peak_count; keep the highest per side, scope, limit.
+
+    Each process counts its own callers (in-process limits), so with several API processes per
+    side these are per process.
+    """
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while not stop.is_set():
+            for name, side in harness.sides.items():
+                for port in side.api_ports:
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                            text = await response.text()
+                    except (aiohttp.ClientError, TimeoutError):
+                        continue  # a process the chaos stopped
+                    for family in text_string_to_metric_families(text):
+                        for sample in family.samples:
+                            if sample.name == "rate_limit_peak_count":
+                                key = (name, sample.labels["scope"], sample.labels["limit"])
+                                peaks[key] = max(peaks.get(key, 0.0), sample.value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,9 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers or config.workers,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fault-run-"))
-    report = asyncio.run(run(config, workdir))
+    peaks: dict[tuple[str, str, str], float] | None = {} if args.rate_peaks else None
+    report = asyncio.run(run(config, workdir, peaks))
     for line in report.lines():
         print(line)
+    for (side, scope, limit), count in sorted((peaks or {}).items()):
+        print(
+            f"rate-limit peak: {side} {scope}: {count:.0f} requests of one caller in a window"
+            f" of {limit}"
+        )
     verdict = report.verdict
     clean = not verdict.problems and not report.unexpected_dead
     for problem in verdict.problems:

@@ -33,7 +33,7 @@ DOCUMENTS = {
     "operator-api": ("/api/crm", "operatorToken"),
 }
 BODY_STATUSES = {"400", "413", "415", "422"}
-ALWAYS = {"401", "500", "503"}
+ALWAYS = {"401", "429", "500", "503"}
 
 
 def _load(name: str) -> dict[str, Any]:

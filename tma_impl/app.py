@@ -15,7 +15,8 @@ from integration_kit.legacy_routes import LegacyRouteCalls, install
 from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
-from integration_kit.runtime import Runtime, build_dispatcher
+from integration_kit.ratelimit import USER_SCOPE
+from integration_kit.runtime import Runtime, build_dispatcher, build_rate_limiter
 from tma_impl.integration.endpoints import integration_router
 from tma_impl.legacy import routes as legacy_routes
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
@@ -82,6 +83,9 @@ def build_runtime(
         outbox=repository,
         peer=peer,
         dispatcher=dispatcher,
+        limiter=build_rate_limiter(
+            settings, side="tma", limits={USER_SCOPE: settings.user_rate_limit}
+        ),
         closers=list(closers),
     )
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from integration_kit.ratelimit import parse_limits
 from integration_kit.settings import IntegrationSettings, Secret
 from tma_impl.telegram import DEFAULT_BOT_API_BASE_URL
+
+# See docs/rate-limits.md for the measured traffic this sits above.
+USER_RATE_LIMIT = "100/second"
 
 
 class TmaSettings(IntegrationSettings):
@@ -37,6 +41,14 @@ class TmaSettings(IntegrationSettings):
     # The Mini App's https URL; a notification's button opens it at the ticket (?ticket=<id>).
     webapp_url: str = ""
     init_data_max_age_seconds: int = Field(24 * 3600, ge=60)
+    # Per Telegram user on the user API (/api/support); "" for none (docs/rate-limits.md).
+    user_rate_limit: str = USER_RATE_LIMIT
+
+    @field_validator("user_rate_limit")
+    @classmethod
+    def _user_rate_limit(cls, value: str) -> str:
+        parse_limits(value)
+        return value
 
     @property
     def dev_bot_token(self) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from crm_impl.tables import Operator
 from integration_kit.problems import UNAUTHORIZED, ProblemError
 from integration_kit.runtime import runtime_of
+from integration_kit.throttle import OPERATOR_SCOPE, enforce_rate_limit
 
 
 def new_token() -> str:
@@ -35,7 +36,8 @@ async def current_operator(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(OPERATOR_TOKEN)],
 ) -> Operator:
-    """The operator whose bearer token the request carries; 401 problem+json otherwise."""
+    """The operator whose bearer token the request carries; 401 problem+json otherwise, 429 once
+    the operator's rate limit is spent."""
     token = credentials.credentials.strip() if credentials else None
     if token:
         async with runtime_of(request).db.sessions() as session:
@@ -45,6 +47,8 @@ async def current_operator(
                 )
             )
         if operator is not None:
+            # After authentication: the budget is the operator's (shared with the console).
+            await enforce_rate_limit(request, scope=OPERATOR_SCOPE, key=str(operator.id))
             return operator
     raise ProblemError(
         401,

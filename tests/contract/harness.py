@@ -311,8 +311,13 @@ def backend_settings(side: Side, url: str) -> CrmSettings | TmaSettings:
         # Nothing is delivered: the dispatcher is not started and the peer URL leads nowhere.
         "peer_url": "http://peer.invalid",
         "peer_token": "contract-peer-token",
+        # Fuzzing checks answers, not budgets: one seeded caller sends hundreds of requests a
+        # second. The limits have their own tests (tests/integration_kit/test_rate_limits.py).
+        "integration_rate_limit": "",
     }
-    return CrmSettings(**common) if side == "crm" else TmaSettings(**common)
+    if side == "crm":
+        return CrmSettings(**common, operator_rate_limit="")
+    return TmaSettings(**common, user_rate_limit="")
 
 
 @contextmanager

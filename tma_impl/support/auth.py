@@ -10,6 +10,7 @@ from fastapi.security import APIKeyHeader
 from integration_kit.narrowing import narrowed
 from integration_kit.problems import UNAUTHORIZED, ProblemError
 from integration_kit.runtime import runtime_of
+from integration_kit.throttle import USER_SCOPE, enforce_rate_limit
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import (
     InitDataError,
@@ -35,8 +36,8 @@ INIT_DATA = APIKeyHeader(
 async def current_user(
     request: Request, authorization: Annotated[str | None, Security(INIT_DATA)]
 ) -> TelegramUser:
-    """The Telegram user whose signed initData the request carries; 401 problem+json otherwise."""
-    # async, though it never awaits: FastAPI runs a plain `def` dependency in a worker thread.
+    """The Telegram user whose signed initData the request carries; 401 problem+json otherwise,
+    429 once the user's rate limit is spent."""
     runtime = runtime_of(request)
     settings = narrowed(runtime.settings, TmaSettings)
     try:
@@ -55,6 +56,8 @@ async def current_user(
             f"Telegram initData refused: {exc.reason}.",
             headers={"WWW-Authenticate": "tma"},
         ) from None
+    # After authentication: the budget is the user's, and a forged header spends nobody's.
+    await enforce_rate_limit(request, scope=USER_SCOPE, key=str(parsed.user.id))
     return parsed.user
 
 
