@@ -1,4 +1,5 @@
-"""The `/api/integration` router both backends serve: bearer auth, postMessage and postStatus.
+"""The `/api/integration` router both backends serve: bearer auth, postMessage, postStatus and
+listChanges.
 
 A backend adds the operations only it serves (the CRM's createTicket) to the router it gets here.
 """
@@ -8,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.models import (
+    ChangePage,
     MessageAccepted,
     MessageRequest,
     SenderType,
@@ -20,9 +22,13 @@ from generated.models import (
 )
 from integration_kit.auth import require_bearer
 from integration_kit.contract_body import contract_body
+from integration_kit.feed import FeedTables, list_changes
 from integration_kit.inbound import receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
 from integration_kit.schema import MessageColumns, TicketColumns
+
+CURSOR = "^[0-9a-z.]+$"
+MAX_PAGE = 500
 
 # Runs in the transaction that stored a new message (never for a replay).
 OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], None]
@@ -34,10 +40,12 @@ def integration_router(
     caller: SenderType,
     ticket_model: type[TicketColumns],
     message_model: type[MessageColumns],
+    feed: FeedTables,
     message_columns: Callable[[MessageRequest], dict[str, Any]] | None = None,
     on_message_stored: OnMessageStored | None = None,
 ) -> APIRouter:
-    """Serve postMessage and postStatus for messages written on the `caller` side."""
+    """Serve postMessage and postStatus for messages written on the `caller` side, and this
+    side's change feed."""
     router = APIRouter(
         prefix="/api/integration",
         dependencies=[Depends(require_bearer(lambda: runtime.settings.inbound_tokens))],
@@ -55,6 +63,7 @@ def integration_router(
             caller=caller,
             ticket_model=ticket_model,
             message_model=message_model,
+            change_log=feed.log,
             extra=message_columns(request) if message_columns else None,
         )
         if created and on_message_stored is not None:
@@ -68,7 +77,19 @@ def integration_router(
         session: SessionDep,
     ) -> StatusAccepted:
         return await receive_status(
-            session, request=request, ticket_model=ticket_model, message_model=message_model
+            session,
+            request=request,
+            ticket_model=ticket_model,
+            message_model=message_model,
+            change_log=feed.log,
         )
+
+    @router.get("/changes", operation_id="listChanges")
+    async def get_changes(
+        session: SessionDep,
+        after: Annotated[str | None, Query(min_length=1, max_length=128, pattern=CURSOR)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> ChangePage:
+        return await list_changes(session, feed, after=after, limit=limit, now=runtime.clock.now())
 
     return router

@@ -36,6 +36,8 @@ UNAVAILABLE = "urn:tma-crm:problem:unavailable"
 METHOD_NOT_ALLOWED = "urn:tma-crm:problem:method-not-allowed"
 UNSUPPORTED_MEDIA_TYPE = "urn:tma-crm:problem:unsupported-media-type"
 HTTP_ERROR = "urn:tma-crm:problem:http-error"
+CURSOR_NOT_VALID = "urn:tma-crm:problem:cursor-not-valid"
+CURSOR_EPOCH_CHANGED = "urn:tma-crm:problem:cursor-epoch-changed"
 
 
 class ProblemError(Exception):

@@ -8,7 +8,13 @@ from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from integration_kit.db import UTCDateTime, new_metadata
-from integration_kit.schema import MessageColumns, OutboxColumns, TicketColumns
+from integration_kit.schema import (
+    ChangeLogColumns,
+    FeedStateColumns,
+    MessageColumns,
+    OutboxColumns,
+    TicketColumns,
+)
 
 
 class Base(DeclarativeBase):
@@ -43,3 +49,11 @@ class Message(MessageColumns, Base):
 
 class Outbox(OutboxColumns, Base):
     __tablename__ = "outbox"
+
+
+class ChangeLog(ChangeLogColumns, Base):
+    __tablename__ = "change_log"
+
+
+class FeedState(FeedStateColumns, Base):
+    __tablename__ = "feed_state"

@@ -7,8 +7,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_impl.tables import Message, Ticket
+from crm_impl.tables import ChangeLog, Message, Ticket
 from generated.models import CreateTicketRequest, SenderType, TicketAccepted, TicketStatus
+from integration_kit.changelog import log_change
 from integration_kit.clock import Clock
 from integration_kit.inbound import (
     attachments_json,
@@ -17,6 +18,7 @@ from integration_kit.inbound import (
     store_inbound_message,
 )
 from integration_kit.problems import IDEMPOTENCY_CONFLICT, ProblemError
+from integration_kit.schema import ChangeKind
 
 
 async def receive_ticket(
@@ -51,6 +53,7 @@ async def receive_ticket(
             raise RuntimeError(f"ticket {request.external_ticket_id} conflicted but is not stored")
         return await _replayed_ticket(session, existing, request), False
     ticket = Ticket(**values)  # the stored row, for the caller; not added to the session
+    await log_change(session, ChangeLog, kind=ChangeKind.ticket, ticket_id=ticket.id)
     message, _ = await store_inbound_message(
         session,
         Message,
@@ -60,6 +63,7 @@ async def receive_ticket(
         body=request.message,
         attachments=attachments_json(request.attachments),
         created_at=request.created_at,
+        change_log=ChangeLog,
     )
     return TicketAccepted(
         ticket_id=ticket.id,
