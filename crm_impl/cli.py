@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from crm_impl.app import build_runtime, create_app
+from crm_impl.integration.reconcile import reconcile_side
 from crm_impl.operators.auth import hash_token, new_token
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Operator
@@ -95,6 +96,7 @@ COMMANDS = BackendCommands(
     create_app=create_app,
     migrations=MIGRATIONS,
     add_commands=_add_commands,
+    reconcile_side=lambda runtime: reconcile_side(outbox=runtime.outbox, clock=runtime.clock),
     handlers={"operators": _handle_operators},
 )
 

@@ -119,6 +119,16 @@ async def current_epoch(
     return epoch
 
 
+async def restored(session: AsyncSession, model: type[FeedStateColumns], *, now: datetime) -> str:
+    """After a restore from a backup: a new epoch (cursors of the old one are refused, so the
+    peer reads everything again) and no saved peer cursor (the next reconcile reads it all)."""
+    epoch = new_epoch()
+    await write_state(session, model, EPOCH, epoch, now=now)
+    table = model.__table__  # type: ignore[attr-defined]
+    await session.execute(table.delete().where(table.c.name == PEER_CURSOR))
+    return epoch
+
+
 # --- writing --------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""The command line both backends share: serve, migrate, worker, outbox, purge.
+"""The command line both backends share: serve, migrate, worker, outbox, purge, reconcile,
+restored.
 
 Each backend's `__main__` describes itself with a `BackendCommands` and may add its own commands.
 Errors are printed as one readable line with exit code 2, never as a traceback.
@@ -13,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import DBAPIError
 
+from integration_kit import changelog
 from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.migrate import upgrade
+from integration_kit.reconcile import ReconcileError, ReconcileSide, reconcile
 from integration_kit.runtime import Runtime
 from integration_kit.schema import OutboxState
 from integration_kit.settings import IntegrationSettings
@@ -43,6 +46,7 @@ class BackendCommands:
     handlers: dict[str, Callable[[argparse.Namespace, IntegrationSettings], int]] = field(
         default_factory=dict
     )
+    reconcile_side: Callable[[Runtime], ReconcileSide] | None = None
 
 
 def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
@@ -72,6 +76,22 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     skip.add_argument("event_id", type=int)
     skip.add_argument("--reason", required=True)
     outbox_sub.add_parser("purge", help="delete delivered events older than the retention")
+    if backend.reconcile_side is not None:
+        rec = sub.add_parser(
+            "reconcile", help="compare with the peer's change feed and repair what differs"
+        )
+        start = rec.add_mutually_exclusive_group()
+        start.add_argument("--full", action="store_true", help="read the peer's whole feed")
+        start.add_argument(
+            "--since", type=_instant, help="only changes at or after TIME (ISO 8601, with offset)"
+        )
+        rec.add_argument(
+            "--dry-run", action="store_true", help="print the differences, change nothing"
+        )
+        sub.add_parser(
+            "restored",
+            help="after restoring this database from a backup: new feed epoch, full reconcile next",
+        )
     backend.add_commands(sub)
     args = parser.parse_args(argv)
     # Configure logging only where nobody has yet (a fresh process), as basicConfig itself does: a
@@ -101,6 +121,10 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_worker(backend, settings))
         if args.command == "outbox":
             return asyncio.run(_outbox(backend, settings, args))
+        if args.command == "reconcile":
+            return asyncio.run(_reconcile(backend, settings, args))
+        if args.command == "restored":
+            return asyncio.run(_restored(backend, settings))
         return backend.handlers[args.command](args, settings)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -108,6 +132,56 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     except DBAPIError as exc:
         print(f"error: {_database_problem(exc, backend)}", file=sys.stderr)
         return 2
+    except ReconcileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset (say Z or +01:00)")
+    return value.astimezone(UTC)
+
+
+async def _reconcile(
+    backend: BackendCommands, settings: IntegrationSettings, args: argparse.Namespace
+) -> int:
+    assert backend.reconcile_side is not None
+    runtime = backend.build_runtime(settings)
+    try:
+        summary = await reconcile(
+            runtime,
+            backend.reconcile_side(runtime),
+            full=args.full,
+            since=args.since,
+            dry_run=args.dry_run,
+        )
+    finally:
+        await runtime.close()
+    for line in summary.lines:
+        print(("would repair " if args.dry_run else "repaired ") + line)
+    print(f"{backend.name}: {summary.render(dry_run=args.dry_run)}")
+    return 0
+
+
+async def _restored(backend: BackendCommands, settings: IntegrationSettings) -> int:
+    runtime = backend.build_runtime(settings)
+    try:
+        side = backend.reconcile_side(runtime) if backend.reconcile_side else None
+        assert side is not None
+        async with runtime.db.transaction() as session:
+            epoch = await changelog.restored(session, side.feed.state, now=runtime.clock.now())
+    finally:
+        await runtime.close()
+    print(
+        f"{backend.name}: feed epoch is now {epoch}; the peer reads this feed again from its "
+        f"start, and the next `reconcile` here reads the peer's whole feed"
+    )
+    return 0
 
 
 def _database_problem(exc: DBAPIError, backend: BackendCommands) -> str:

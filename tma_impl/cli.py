@@ -10,6 +10,7 @@ from integration_kit.cli import BackendCommands, CommandError, main
 from integration_kit.clock import SystemClock
 from integration_kit.settings import Environment, IntegrationSettings
 from tma_impl.app import build_runtime, create_app
+from tma_impl.integration.reconcile import reconcile_side
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
 
@@ -58,6 +59,7 @@ COMMANDS = BackendCommands(
     create_app=create_app,
     migrations=MIGRATIONS,
     add_commands=_add_commands,
+    reconcile_side=lambda runtime: reconcile_side(outbox=runtime.outbox),
     handlers={"mint-initdata": _mint},
 )
 

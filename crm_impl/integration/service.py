@@ -22,14 +22,23 @@ from integration_kit.schema import ChangeKind
 
 
 async def receive_ticket(
-    session: AsyncSession, *, request: CreateTicketRequest, clock: Clock
+    session: AsyncSession,
+    *,
+    request: CreateTicketRequest,
+    clock: Clock,
+    restore: tuple[uuid.UUID, uuid.UUID | None] | None = None,
 ) -> tuple[TicketAccepted, bool]:
-    """Create the CRM ticket for a TMA ticket, once; returns (answer, created)."""
+    """Create the CRM ticket for a TMA ticket, once; returns (answer, created).
+
+    `restore` (reconcile only): the ids this CRM had given the ticket and its first message
+    before a restore lost them, kept so the TMA's links stay true; the rows are marked restored.
+    """
     reject_telegram_file_urls(request.attachments)
     now = clock.now()
     customer = request.customer
     values = {
-        "id": uuid.uuid4(),
+        "id": restore[0] if restore else uuid.uuid4(),
+        "restored_at": now if restore else None,
         "external_id": request.external_ticket_id,
         "subject": request.subject,
         "status": TicketStatus.open.value,
@@ -64,6 +73,7 @@ async def receive_ticket(
         attachments=attachments_json(request.attachments),
         created_at=request.created_at,
         change_log=ChangeLog,
+        extra={"id": restore[1], "restored_at": now} if restore and restore[1] else None,
     )
     return TicketAccepted(
         ticket_id=ticket.id,
