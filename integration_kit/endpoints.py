@@ -84,7 +84,8 @@ def integration_router(
             change_log=feed.log,
         )
 
-    @router.get("/changes", operation_id="listChanges")
+    # Absent optional fields are left out, never sent as null (the contract says so).
+    @router.get("/changes", operation_id="listChanges", response_model_exclude_none=True)
     async def get_changes(
         session: SessionDep,
         after: Annotated[str | None, Query(min_length=1, max_length=128, pattern=CURSOR)] = None,

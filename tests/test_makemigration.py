@@ -36,7 +36,9 @@ def test_a_new_column_gets_a_revision_that_builds_it(tmp_path: Path) -> None:
     )
     path = make_migration(migrations, EXTENDED, "add ticket priority")
     assert path is not None
-    assert path.name.endswith("_0002_add_ticket_priority.py")
+    # Numbered after the last revision there is.
+    after = len(list((ROOT / "tma_impl" / "migrations" / "versions").glob("*.py")))
+    assert path.name.endswith(f"_{after + 1:04d}_add_ticket_priority.py")
     assert "priority" in path.read_text()
     database = f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"
     upgrade(migrations, database)

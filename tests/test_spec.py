@@ -47,6 +47,7 @@ def test_operations_are_the_contract_of_the_design(spec: dict[str, Any]) -> None
         ("/api/integration/tickets", "post"): ["crm"],
         ("/api/integration/messages", "post"): ["crm", "tma"],
         ("/api/integration/status", "post"): ["crm", "tma"],
+        ("/api/integration/changes", "get"): ["crm", "tma"],
     }
 
 

@@ -99,6 +99,7 @@ class Exchange:
     path: str
     body: bytes
     status: int | None = None
+    method: str = "POST"
     answer: bytes | None = None
 
     def request_json(self) -> dict[str, Any]:
@@ -117,7 +118,9 @@ class Recorder(httpx.AsyncBaseTransport):
     exchanges: list[Exchange] = field(default_factory=list)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        exchange = Exchange(path=request.url.path, body=await request.aread())
+        exchange = Exchange(
+            path=request.url.path, body=await request.aread(), method=request.method
+        )
         self.exchanges.append(exchange)
         response = await self.inner.handle_async_request(request)
         exchange.status, exchange.answer = response.status_code, await response.aread()
