@@ -106,7 +106,8 @@ async def test_both_feeds_show_what_each_side_holds_with_both_sides_ids(pair: Pa
     assert str(tma_items[0].peer_ticket_id) == linked.crm_id
     assert ticket.customer.telegram_user_id == 4242
     answer = tma_items[3].message
-    assert answer.sender.value == "crm" and answer.message == "an answer"
+    assert answer.sender.value == "crm"
+    assert answer.message == "an answer"
     assert str(tma_items[3].peer_message_id) == reply["id"]  # the CRM's id: the reader's
     assert str(answer.ticket_id) == linked.crm_id
     statuses = [tma_items[2].status, tma_items[4].status]
