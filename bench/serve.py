@@ -46,6 +46,16 @@ def build(args: argparse.Namespace) -> Runtime:
     return runtime
 
 
+def without_change_log() -> None:
+    """The receiving path as it was before the change feed: no change-log row per message."""
+    from integration_kit import inbound
+
+    async def no_row(*_args: object, **_kwargs: object) -> None:
+        return None
+
+    inbound.log_change = no_row  # type: ignore[assignment]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("side", choices=["tma", "crm"])
@@ -55,7 +65,14 @@ def main() -> int:
     parser.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--per-stream", type=int, default=20)
+    parser.add_argument(
+        "--no-change-log",
+        action="store_true",
+        help="baseline: receive without writing the change feed's log row",
+    )
     args = parser.parse_args()
+    if args.no_change_log:
+        without_change_log()
     runtime = build(args)
     if args.side == "tma":
         from tma_impl.app import create_app
