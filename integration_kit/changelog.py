@@ -2,8 +2,8 @@
 own transaction, and the cursor that reads it (docs/design.md §10).
 
 Order and the cursor's guarantee. Rows are read in (xid, seq) order, and on PostgreSQL only rows
-whose transaction id lies below `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction
-still in flight. Every transaction below that horizon has ended, so the set of rows under it is
+whose transaction id lies below the oldest transaction of this database still in flight (see
+HORIZON). Every transaction below that horizon has ended, so the set of rows under it is
 final: no row can later appear before a position already handed out. A `seq` alone would not do:
 a transaction that took seq 7 may commit after one that took seq 8, and a reader that had passed
 8 would never see 7. On SQLite `xid` is 0 and the single writer makes commit order seq order.
@@ -166,6 +166,36 @@ def _log_insert(dialect: str, table: Table) -> Any:
 # --- reading --------------------------------------------------------------------------------
 
 
+# The oldest transaction of this database still writing, as a 64-bit xid; the next xid to be
+# given out when none is. Every transaction below it has ended, so its rows are all visible to
+# any later snapshot, and no row can appear below it any more.
+#
+# Why not `pg_snapshot_xmin(pg_current_snapshot())`: that is the oldest transaction of the whole
+# server, so one long write in another database (a migration, a DROP DATABASE) held every page
+# of the feed back. Only a transaction of this database can write its change log.
+#
+# Order matters and is kept by the statement: the next xid comes from the statement's snapshot,
+# taken before pg_stat_activity is read, so a transaction that takes its xid in between is at
+# or above it (and counts for nothing). pg_stat_activity shows 32-bit xids: each is placed
+# relative to the 64-bit next xid by its signed distance (running transactions are within 2^31
+# of it); `back` is how far below the next xid it lies. Transactions prepared for
+# two-phase commit are not in pg_stat_activity; the backends never prepare any.
+HORIZON = text(
+    """
+    WITH n AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next)
+    SELECT n.next - coalesce(max(greatest(d.back, 0)), 0)
+    FROM n
+    LEFT JOIN LATERAL (
+        SELECT ((n.next % 4294967296) - a.backend_xid::text::bigint + 6442450944)
+            % 4294967296 - 2147483648 AS back
+        FROM pg_stat_activity AS a
+        WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL
+    ) AS d ON true
+    GROUP BY n.next
+    """
+)
+
+
 @dataclass(frozen=True)
 class LogRow:
     position: Position
@@ -194,8 +224,9 @@ async def read_log(
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        # The horizon and the rows come from the same statement, hence the same snapshot.
-        query = query.where(log.xid < text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+        # First the horizon, then (a later statement, so a later snapshot) the rows below it.
+        horizon = int(await session.scalar(HORIZON) or 0)
+        query = query.where(log.xid < horizon)
     rows = (await session.execute(query)).all()
     return [
         LogRow(

@@ -39,7 +39,13 @@ from generated.models import (
 from integration_kit import changelog
 from integration_kit.changelog import PEER_CURSOR, log_change
 from integration_kit.feed import FeedTables
-from integration_kit.inbound import insert_unless_stored, receive_message, receive_status
+from integration_kit.inbound import (
+    insert_unless_stored,
+    receive_message,
+    receive_status,
+    status_after_customer_message,
+    update_ticket,
+)
 from integration_kit.outbound import MESSAGE, STATUS
 from integration_kit.outbox import OutboxRepository
 from integration_kit.problems import CURSOR_EPOCH_CHANGED, ProblemError
@@ -385,14 +391,21 @@ async def _restore_own_message(
     }
     model = side.feed.message
     statement = insert_unless_stored(session, model, key=("id",), returning="seq")
-    if await session.scalar(statement, values) is not None:
-        await log_change(
-            session,
-            side.feed.log,
-            kind=ChangeKind.message,
-            ticket_id=ticket.id,
-            message_id=message_id,
-        )
+    if await session.scalar(statement, values) is None:
+        return
+    await log_change(
+        session, side.feed.log, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message_id
+    )
+    # The rules a stored message brings, as on receipt: a customer's message after a close
+    # reopens the ticket (a close taken back earlier in the feed must not stay in force).
+    changes: dict[str, Any] = {}
+    if request.sender is SenderType.tma:
+        status = status_after_customer_message(ticket, at=request.created_at)
+        if status != ticket.status:
+            changes["status"] = status
+    if request.created_at > ticket.updated_at:
+        changes["updated_at"] = request.created_at
+    await update_ticket(session, ticket, changes)
 
 
 async def _status(

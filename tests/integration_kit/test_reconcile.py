@@ -4,6 +4,7 @@ that changes nothing live delivery would not (docs/design.md §10)."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ async def test_events_dead_after_the_maximum_age_are_repaired_and_release_their_
     ]
 
     dry = await pair.reconcile("crm", dry_run=True)
-    assert dry.counts["message"] == 2
+    assert dry.counts["message"] == 2, dry
     assert len(await rows(pair.crm_runtime, crm.Message)) == 1  # a dry run changes nothing
 
     repaired_crm = await pair.reconcile("crm")
@@ -133,6 +134,7 @@ async def test_a_side_restored_from_an_earlier_copy_is_made_whole_by_reconcile(
 ) -> None:
     # Before the backup: a conversation both sides hold.
     before = await linked_ticket(pair, subject="Before the backup")
+    untouched = await linked_ticket(pair, subject="Written in after the restore")
     await pair.operator_replies(before.crm_id, "first answer")
     await pair.sync()
     # Both sides reconcile now and then: each has a saved cursor in the other's feed.
@@ -149,6 +151,10 @@ async def test_a_side_restored_from_an_earlier_copy_is_made_whole_by_reconcile(
     await pair.sync()
     await _status(pair, before.crm_id, "closed")
     await pair.sync()
+    # A customer's message after the close reopens the ticket on both sides (no status event):
+    # taken back in feed order (the close, then the message), it must reopen it again.
+    await pair.user_writes(before.tma_id, "still broken")
+    await pair.sync()
     replies_notified = await notified_message_ids(pair)
     assert (await pair.reconcile("tma")).total == 0
     assert (await pair.reconcile("crm")).total == 0
@@ -163,9 +169,8 @@ async def test_a_side_restored_from_an_earlier_copy_is_made_whole_by_reconcile(
     assert commands.reconcile_side is not None
 
     # Traffic goes on before anyone reconciles.
-    if restored == "crm":
-        await pair.user_writes(after.tma_id, "written after the restore")
-    await pair.operator_replies(before.crm_id, "reply after the restore")
+    await pair.user_writes(untouched.tma_id, "written after the restore")
+    await pair.operator_replies(untouched.crm_id, "reply after the restore")
     await pair.sync()
 
     this, other = (restored, "crm" if restored == "tma" else "tma")
@@ -175,6 +180,8 @@ async def test_a_side_restored_from_an_earlier_copy_is_made_whole_by_reconcile(
     await pair.sync()
     assert first.total > 0
     await assert_equal_and_single(pair)
+    [reopened] = await rows(pair.tma_runtime, tma.Ticket, tma.Ticket.id == uuid.UUID(before.tma_id))
+    assert reopened.status == "open"
 
     # Notified once each, never again for what had been notified before the restore.
     notified = await notified_message_ids(pair)
