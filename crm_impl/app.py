@@ -6,10 +6,12 @@ import httpx
 from fastapi import FastAPI
 
 from crm_impl.integration.endpoints import integration_router
+from crm_impl.integration.reconcile import reconcile_side
 from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
 from generated.client.api.tma import post_message, post_status
+from integration_kit import reconcile_loop
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
@@ -51,9 +53,13 @@ def build_runtime(
     dispatcher = build_dispatcher(
         settings=settings, db=db, repository=repository, senders=senders, clock=clock
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings, db=db, clock=clock, outbox=repository, peer=peer, dispatcher=dispatcher
     )
+    loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository, clock=clock))
+    if loop is not None:
+        runtime.services.append(loop)
+    return runtime
 
 
 def create_app(runtime: Runtime) -> FastAPI:

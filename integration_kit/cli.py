@@ -233,7 +233,7 @@ async def _worker(backend: BackendCommands, settings: IntegrationSettings) -> in
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tune_for_serving()
-    runtime.dispatcher.start()
+    runtime.start_delivery()
     print(f"{backend.name}: worker {runtime.dispatcher.owner} delivering", flush=True)
     await stop.wait()
     # Graceful: the round in flight is settled, so nothing is left leased to a dead process.

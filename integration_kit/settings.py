@@ -67,6 +67,9 @@ class IntegrationSettings(BaseSettings):
     dispatcher_concurrency: int = Field(64, ge=1, le=1000)
     lease_seconds: float = Field(60.0, gt=0)
     retention_days: int = Field(30, ge=1)
+    # Run `reconcile` this often inside each process that delivers (serve with its dispatcher,
+    # or worker); 0 leaves it to the command line.
+    reconcile_interval_seconds: float = Field(0.0, ge=0)
 
     @field_validator("inbound_tokens", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from generated.client.api.crm import post_message, post_status
+from integration_kit import reconcile_loop
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
@@ -15,6 +16,7 @@ from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
 from integration_kit.runtime import Runtime, build_dispatcher
 from tma_impl.integration.endpoints import integration_router
+from tma_impl.integration.reconcile import reconcile_side
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
 from tma_impl.settings import TmaSettings
@@ -68,7 +70,7 @@ def build_runtime(
     dispatcher = build_dispatcher(
         settings=settings, db=db, repository=repository, senders=senders, clock=clock
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         db=db,
         clock=clock,
@@ -77,6 +79,10 @@ def build_runtime(
         dispatcher=dispatcher,
         closers=list(closers),
     )
+    loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository))
+    if loop is not None:
+        runtime.services.append(loop)
+    return runtime
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -4,6 +4,7 @@ that changes nothing live delivery would not (docs/design.md §10)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -14,10 +15,11 @@ import pytest
 from crm_impl import tables as crm
 from crm_impl.cli import COMMANDS as CRM_COMMANDS
 from integration_kit import changelog
+from integration_kit.reconcile_loop import EXTRAS_KEY, ReconcileLoop
 from integration_kit.schema import Channel, OutboxState
 from tests.e2e.helpers import linked_ticket, rows, run_cli
 from tests.support.backup import restore_backup, take_backup
-from tests.support.pair import Pair
+from tests.support.pair import Pair, wired_pair
 from tma_impl import tables as tma
 from tma_impl.cli import COMMANDS as TMA_COMMANDS
 
@@ -257,3 +259,31 @@ async def test_a_dry_run_reports_what_a_run_repairs_and_both_end_with_a_summary(
         await run_cli(TMA_COMMANDS, ["reconcile", "--since", "not a time"])
     assert refused.value.code == 2
     assert "not an ISO 8601 time" in capsys.readouterr().err
+
+
+# --- periodic, inside the delivering process --------------------------------------------------
+
+
+async def test_periodic_reconcile_repairs_and_counts_in_the_metrics(
+    db_kind: str, tmp_path: Path
+) -> None:
+    async with wired_pair(db_kind, tmp_path, reconcile_interval_seconds=0.01) as pair:
+        loop = pair.tma_runtime.extras[EXTRAS_KEY]
+        assert isinstance(loop, ReconcileLoop)
+        assert loop in pair.tma_runtime.services  # started and stopped with the dispatcher
+        linked = await linked_ticket(pair)
+        await pair.operator_replies(linked.crm_id, "not delivered yet")
+        loop.start()
+        try:
+            for _ in range(500):  # bounded wait on the condition, not a fixed sleep
+                if loop.stats.runs:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await loop.stop()
+        assert loop.stats.repaired["message"] == 1
+        metrics = (await pair.tma.get("/metrics")).text
+        assert 'reconcile_repaired_total{kind="message"} 1.0' in metrics
+        assert "reconcile_failures_total 0.0" in metrics
+        crm_metrics = (await pair.crm.get("/metrics")).text
+        assert "reconcile_runs_total 0.0" in crm_metrics  # configured, not started here
