@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from integration_kit.schema import OutboxState
@@ -342,7 +343,7 @@ class Harness:
             await restore.wait_drained(self.databases, name)
             await asyncio.gather(*(side.stop(process) for process in side.worker_procs.values()))
             before = await restore.counts(self.databases, name)
-            await restore.put_back(side, backup, self.databases, self._admin)
+            await restore.put_back(side, backup, self._admin)
             report.restored_at = time.monotonic()
             after = await restore.counts(self.databases, name)
             report.lost = {kind: before[kind] - after[kind] for kind in before}
@@ -383,7 +384,11 @@ class Harness:
         seen: set[tuple[str, int]] = set()
         while not stop.is_set():
             for name, side in self.sides.items():
-                for event_id, kind, payload in await self.databases.dead_events(name):
+                try:
+                    dead = await self.databases.dead_events(name)
+                except DBAPIError:
+                    continue  # the database is being restored: look again next time
+                for event_id, kind, payload in dead:
                     if (name, event_id) in seen:
                         continue
                     seen.add((name, event_id))

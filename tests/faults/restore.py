@@ -69,7 +69,7 @@ async def take_backup(side: Side, workdir: Path) -> Path:
     return target
 
 
-async def put_back(side: Side, backup: Path, admin: Databases, admin_sql: object) -> None:
+async def put_back(side: Side, backup: Path, admin_sql: object) -> None:
     """Replace the side's database with the backup (the side is stopped)."""
     url = make_url(side.database_url)
     if url.drivername.startswith("sqlite"):
@@ -77,7 +77,6 @@ async def put_back(side: Side, backup: Path, admin: Databases, admin_sql: object
         return
     assert callable(admin_sql)
     await admin_sql(f'DROP DATABASE "{url.database}" WITH (FORCE)')
-    await admin.engines[side.name].dispose()
     await admin_sql(f'CREATE DATABASE "{url.database}"')
     await _command("pg_restore", "--no-owner", "-d", _pg_dsn(side.database_url), str(backup))
 
