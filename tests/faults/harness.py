@@ -337,22 +337,34 @@ class Harness:
         report.backup_at = time.monotonic()
         await self._until_written(load, 0.6)
         async with self._processes:
-            stopping = time.monotonic()
+            stopping = mark = time.monotonic()
+
+            def step(name: str) -> None:
+                nonlocal mark
+                now = time.monotonic()
+                report.timings[name] = now - mark
+                mark = now
+
             # No new writes; the workers hand over what is pending, then stop too.
             await asyncio.gather(*(side.stop(process) for process in side.apis.values()))
             await restore.wait_drained(self.databases, name)
             await asyncio.gather(*(side.stop(process) for process in side.worker_procs.values()))
+            step("stop and drain")
             before = await restore.counts(self.databases, name)
             await restore.put_back(side, backup, self._admin)
             report.restored_at = time.monotonic()
             after = await restore.counts(self.databases, name)
             report.lost = {kind: before[kind] - after[kind] for kind in before}
             await restore.run_command(side, "restored")
+            step("restore")
             output = await restore.run_command(side, "reconcile")
             report.reconcile[name] = restore.summary_line(output)
+            step(f"reconcile {name}")
             await restore.restart(side, self.config.workers)
+            step("restart")
             output = await restore.run_command(peer, "reconcile")
             report.reconcile[peer.name] = restore.summary_line(output)
+            step(f"reconcile {peer.name}")
             report.seconds = time.monotonic() - stopping
         self.restore = report
 

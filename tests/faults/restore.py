@@ -40,13 +40,15 @@ class RestoreReport:
     reconcile: dict[str, str] = field(default_factory=dict)  # side -> reconcile's summary line
     final: dict[str, str] = field(default_factory=dict)  # side -> summary after convergence
     seconds: float = 0.0  # from stopping the side to both reconciles done
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
 
     def lines(self) -> list[str]:
         lost = ", ".join(f"{kind} {n}" for kind, n in sorted(self.lost.items()))
         return [
             f"restore of the {self.side.upper()} from a copy taken "
             f"{self.restored_at - self.backup_at:.1f} s earlier: lost by the restore {lost}; "
-            f"stop to reconciled {self.seconds:.1f} s",
+            f"stop to reconciled {self.seconds:.1f} s "
+            f"({', '.join(f'{step} {t:.1f} s' for step, t in self.timings.items())})",
             *(f"  reconcile {side}: {line}" for side, line in self.reconcile.items()),
             *(f"  reconcile {side} after converging: {line}" for side, line in self.final.items()),
         ]
