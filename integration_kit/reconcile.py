@@ -15,6 +15,7 @@ differences a real run would repair.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -129,30 +130,43 @@ async def reconcile(
     full: bool = False,
     since: datetime | None = None,
     dry_run: bool = False,
+    page_size: int = PAGE,
 ) -> Summary:
-    """Read the peer's feed (from the saved cursor, or all of it) and repair what differs."""
+    """Read the peer's feed (from the saved cursor, or all of it) and repair what differs.
+
+    A run commits page by page; a dry run does all its work in one transaction that it rolls
+    back, so a ticket it would create on one page is there for the messages of the next.
+    """
     summary, seen = Summary(), _Seen()
     cursor: str | None = None
     if not full and since is None:
         async with runtime.db.transaction() as session:
             cursor = await changelog.read_state(session, side.feed.state, PEER_CURSOR)
-    while True:
-        page = await _read_page(runtime, side, cursor)
-        if page is None:  # the peer's epoch changed: everything again, from its start
-            if cursor is None:
-                raise ReconcileError("the peer refused to read its feed from the start")
-            summary.restarted, cursor = True, None
-            continue
-        summary.items_read += len(page.items)
-        await _in_transaction(
-            runtime, dry_run, _page_work(runtime, side, page, summary, seen, since)
-        )
-        cursor = page.next_cursor
-        if not page.has_more:
-            break
-    await _in_transaction(
-        runtime, dry_run, lambda session: _settle_dead(session, runtime, side, summary, seen)
-    )
+    async with contextlib.AsyncExitStack() as stack:
+        rehearsal = await stack.enter_async_context(runtime.db.sessions()) if dry_run else None
+        if rehearsal is not None:
+            stack.push_async_callback(rehearsal.rollback)
+
+        async def in_transaction(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+            if rehearsal is not None:
+                await work(rehearsal)
+                return
+            async with runtime.db.transaction() as session:
+                await work(session)
+
+        while True:
+            page = await _read_page(runtime, side, cursor, page_size)
+            if page is None:  # the peer's epoch changed: everything again, from its start
+                if cursor is None:
+                    raise ReconcileError("the peer refused to read its feed from the start")
+                summary.restarted, cursor = True, None
+                continue
+            summary.items_read += len(page.items)
+            await in_transaction(_page_work(runtime, side, page, summary, seen, since))
+            cursor = page.next_cursor
+            if not page.has_more:
+                break
+        await in_transaction(lambda session: _settle_dead(session, runtime, side, summary, seen))
     return summary
 
 
@@ -170,25 +184,11 @@ def _page_work(
     return work
 
 
-async def _in_transaction(
-    runtime: Runtime, dry_run: bool, work: Callable[[AsyncSession], Awaitable[None]]
-) -> None:
-    if not dry_run:
-        async with runtime.db.transaction() as session:
-            await work(session)
-        return
-    async with runtime.db.sessions() as session:
-        try:
-            await work(session)
-        finally:
-            await session.rollback()
-
-
 async def _read_page(
-    runtime: Runtime, side: ReconcileSide, cursor: str | None
+    runtime: Runtime, side: ReconcileSide, cursor: str | None, page_size: int
 ) -> ChangePage | None:
     response = await side.list_changes(
-        client=runtime.peer, after=cursor if cursor is not None else UNSET, limit=PAGE
+        client=runtime.peer, after=cursor if cursor is not None else UNSET, limit=page_size
     )
     if response.status_code == 200 and isinstance(response.parsed, ClientChangePage):
         return ChangePage.model_validate_json(response.content)

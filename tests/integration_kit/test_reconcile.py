@@ -261,6 +261,23 @@ async def test_a_dry_run_reports_what_a_run_repairs_and_both_end_with_a_summary(
     assert "not an ISO 8601 time" in capsys.readouterr().err
 
 
+async def test_a_dry_run_over_many_pages_reports_what_the_run_then_repairs(pair: Pair) -> None:
+    """A ticket the CRM never received, read one item a page: the dry run counts its messages on
+    later pages too (it keeps its work in one transaction), exactly as the run then repairs."""
+    pair.to_crm.down = True
+    ticket = await pair.open_ticket()
+    await pair.user_writes(ticket["id"], "second")
+    dry = await pair.reconcile("crm", dry_run=True, page_size=1)
+    assert await rows(pair.crm_runtime, crm.Ticket) == []
+    real = await pair.reconcile("crm", page_size=1)
+    assert dry.counts == real.counts
+    assert real.counts["ticket"] == 1
+    assert real.counts["message"] == 1  # the first message came with the ticket
+    pair.to_crm.down = False
+    await pair.sync()  # the pending createTicket and message are answered as replays
+    await assert_equal_and_single(pair)
+
+
 # --- periodic, inside the delivering process --------------------------------------------------
 
 
