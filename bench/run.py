@@ -11,6 +11,10 @@
    loop); requests per second and latency with the limits in process and in Redis. Baseline: the
    same with no limit. Relay and backlog also report the most requests one caller made in one
    window of each limit (`rate_limit_peaks`): what the default limits must sit above.
+4. Receiver: the CRM alone, served the same way, receiving postMessage from 64 concurrent
+   callers (the TMA's part played by the bench); the figure is messages per second stored.
+   Baseline: the same receiver without the change feed's log row, so the ratio is what the
+   feed's bookkeeping costs on the receiving path.
 
 Figures, not pass/fail; the load average at the start is recorded, since other work on the machine
 moves them. Results go to build/bench/results.json.
@@ -345,6 +349,78 @@ async def relay(variant: Variant, work: Path, args: argparse.Namespace) -> dict[
     }
 
 
+# --- 3. receiver ---------------------------------------------------------------------------------
+
+RECEIVER = [
+    Variant("with-change-log", "product"),
+    Variant("without-change-log", "baseline", [], ["--no-change-log"]),
+]
+TMA_TO_CRM = {"Authorization": "Bearer dev-tma-to-crm"}  # the CRM's development token
+
+
+async def receiver(
+    variant: Variant, work: Path, args: argparse.Namespace, round_: int
+) -> dict[str, Any]:
+    folder = work / f"receiver-{variant.slug}-{round_}"
+    folder.mkdir(parents=True)
+    crm = Backend("crm", free_port(), folder / "crm.db", free_port(), variant.crm)
+    url = f"{crm.url}/api/integration"
+    async with client() as session:
+        with running(crm):
+            await crm.start(session, folder / "crm.log")
+            tickets = [str(uuid.uuid4()) for _ in range(args.tickets)]
+
+            async def post(path: str, body: dict[str, Any]) -> None:
+                async with session.post(url + path, json=body, headers=TMA_TO_CRM) as response:
+                    if response.status not in (200, 201):
+                        raise RuntimeError(f"{path}: {response.status} {await response.text()}")
+
+            now = datetime.now(UTC).isoformat()
+            await gather_limited(
+                [
+                    post(
+                        "/tickets",
+                        {
+                            "external_ticket_id": ticket,
+                            "subject": "Bench ticket",
+                            "message": "first message",
+                            "external_message_id": str(uuid.uuid4()),
+                            "customer": {"telegram_user_id": 100_000 + n, "first_name": "U"},
+                            "created_at": now,
+                        },
+                    )
+                    for n, ticket in enumerate(tickets)
+                ],
+                args.concurrency,
+            )
+            n = args.messages
+            started = time.monotonic()
+            await gather_limited(
+                [
+                    post(
+                        "/messages",
+                        {
+                            "external_ticket_id": tickets[i % len(tickets)],
+                            "external_message_id": str(uuid.uuid4()),
+                            "sender": "tma",
+                            "message": f"message {i}",
+                            "created_at": now,
+                        },
+                    )
+                    for i in range(n)
+                ],
+                args.concurrency,
+            )
+            elapsed = time.monotonic() - started
+    return {
+        "variant": variant.name,
+        "role": variant.role,
+        "messages": n,
+        "stored_per_s": round(n / elapsed),
+        "log_rows": count(crm.db, "SELECT count(*) FROM change_log"),
+    }
+
+
 # --- 2. backlog ---------------------------------------------------------------------------------
 
 
@@ -619,6 +695,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             f" p99 x{relay_results['p99_vs_baseline']}. "
             "Targets: 2,000 msg/s, p99 < 50 ms at half load."
         )
+    if "receiver" in args.only:
+        # Alternated, several rounds each, so drift in the machine's load falls on both alike.
+        runs = [
+            await receiver(v, work, args, i) for i in range(args.receiver_rounds) for v in RECEIVER
+        ]
+        ours = statistics.median(r["stored_per_s"] for r in runs if r["role"] == "product")
+        base = statistics.median(r["stored_per_s"] for r in runs if r["role"] == "baseline")
+        results["receiver"] = {"runs": runs, "with_vs_without_change_log": ratio(ours, base)}
+        print("\nReceiver on SQLite: postMessage stored by the CRM, 64 callers")
+        print(table(runs, ["variant", "role", "messages", "stored_per_s", "log_rows"]))
+        print(
+            f"with the change log vs without: x{results['receiver']['with_vs_without_change_log']}"
+            " messages/s (the feed's cost on the receiving path)"
+        )
     if "backlog" in args.only:
         queued, tickets = await queue_backlog(work, args)
         runs = [await backlog(v, queued, tickets, work, args) for v in BACKLOG]
@@ -703,13 +793,14 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=100, help="relay tickets (one per user)")
     parser.add_argument("--concurrency", type=int, default=64, help="posts in flight")
     parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--receiver-rounds", type=int, default=3, help="receiver runs per variant")
     parser.add_argument("--backlog", type=int, default=10_000, help="events queued")
     parser.add_argument("--backlog-timeout", type=float, default=90.0)
     parser.add_argument(
         "--receiving", type=int, default=6000, help="rate-limit section: requests per variant"
     )
     parser.add_argument("--receiving-rounds", type=int, default=6, help="bursts per variant")
-    parser.add_argument("--only", nargs="+", default=["relay", "backlog", "ratelimit"])
+    parser.add_argument("--only", nargs="+", default=["relay", "receiver", "backlog", "ratelimit"])
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     OUT.mkdir(parents=True, exist_ok=True)

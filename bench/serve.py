@@ -53,6 +53,16 @@ def build(args: argparse.Namespace) -> Runtime:
     return runtime
 
 
+def without_change_log() -> None:
+    """The receiving path as it was before the change feed: no change-log row per message."""
+    from integration_kit import inbound
+
+    async def no_row(*_args: object, **_kwargs: object) -> None:
+        return None
+
+    inbound.log_change = no_row  # type: ignore[assignment]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("side", choices=["tma", "crm"])
@@ -65,7 +75,14 @@ def main() -> int:
     parser.add_argument("--integration-rate-limit", help='e.g. "" for none')
     parser.add_argument("--rate-limit-storage", help="e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--rate-limit-prefix", default="ratelimit-bench")
+    parser.add_argument(
+        "--no-change-log",
+        action="store_true",
+        help="baseline: receive without writing the change feed's log row",
+    )
     args = parser.parse_args()
+    if args.no_change_log:
+        without_change_log()
     runtime = build(args)
     if args.side == "tma":
         from tma_impl.app import create_app

@@ -6,12 +6,14 @@ import httpx
 from fastapi import FastAPI
 
 from crm_impl.integration.endpoints import integration_router
+from crm_impl.integration.reconcile import reconcile_side
 from crm_impl.legacy import routes as legacy_routes
 from crm_impl.operators.document import OPERATOR_API
 from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
 from generated.client.api.tma import post_message, post_status
+from integration_kit import reconcile_loop
 from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
@@ -62,7 +64,7 @@ def build_runtime(
     limiter = build_rate_limiter(
         settings, side="crm", limits={OPERATOR_SCOPE: settings.operator_rate_limit}
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         db=db,
         clock=clock,
@@ -71,6 +73,10 @@ def build_runtime(
         dispatcher=dispatcher,
         limiter=limiter,
     )
+    loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository, clock=clock))
+    if loop is not None:
+        runtime.services.append(loop)
+    return runtime
 
 
 def create_app(runtime: Runtime) -> FastAPI:

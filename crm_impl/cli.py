@@ -24,6 +24,7 @@ from integration_kit.settings import IntegrationSettings
 # that fails on its settings or its database says so without first loading the web stack.
 if TYPE_CHECKING:
     from crm_impl.tables import Operator
+    from integration_kit.reconcile import ReconcileSide
     from integration_kit.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -107,6 +108,12 @@ def _create_app(runtime: Runtime) -> Any:
     return create_app(runtime)
 
 
+def _reconcile_side(runtime: Runtime) -> ReconcileSide:
+    from crm_impl.integration.reconcile import reconcile_side
+
+    return reconcile_side(outbox=runtime.outbox, clock=runtime.clock)
+
+
 COMMANDS = BackendCommands(
     name="crm",
     load_settings=CrmSettings,
@@ -115,6 +122,7 @@ COMMANDS = BackendCommands(
     migrations=MIGRATIONS,
     add_commands=_add_commands,
     legacy=LEGACY,
+    reconcile_side=_reconcile_side,
     handlers={
         "link": lambda args, settings: asyncio.run(
             cutover_cli.run_link(Database.for_backend(settings, "crm"), LINK, args)

@@ -10,6 +10,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from integration_kit.db import UTCDateTime, new_metadata
 from integration_kit.schema import (
+    ChangeLogColumns,
+    FeedStateColumns,
     LegacyTicketFieldsColumns,
     MessageColumns,
     OutboxColumns,
@@ -57,3 +59,11 @@ class LegacyTicketFields(LegacyTicketFieldsColumns, Base):
 
 class Outbox(OutboxColumns, Base):
     __tablename__ = "outbox"
+
+
+class ChangeLog(ChangeLogColumns, Base):
+    __tablename__ = "change_log"
+
+
+class FeedState(FeedStateColumns, Base):
+    __tablename__ = "feed_state"

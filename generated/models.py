@@ -233,6 +233,67 @@ class StatusAccepted(BaseModel):
     ]
 
 
+class ChangeKind(StrEnum):
+    """
+    What a change-feed item carries.
+    """
+
+    ticket = 'ticket'
+    message = 'message'
+    status = 'status'
+
+
+class ChangeItem(BaseModel):
+    """
+    One change this side holds. `ticket` for a ticket (with its first message), `message` for
+    a message written on either side, `status` for a status change applied here (by this
+    side or received from the peer). The request shapes are filled as this side would send
+    them: `external_ticket_id` and `external_message_id` are this side's ids, `ticket_id`
+    the reader's id of the ticket when known, and `sender` who wrote the message.
+
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+    )
+    kind: ChangeKind
+    position: Annotated[
+        str,
+        Field(
+            description='The cursor that reads on after this item.',
+            max_length=128,
+            min_length=1,
+            pattern='^[0-9a-z.]+$',
+        ),
+    ]
+    ticket: CreateTicketRequest | None = None
+    peer_ticket_id: Annotated[
+        UUID | None, Field(description="The reader's id of the ticket, when this side knows it.")
+    ] = None
+    message: MessageRequest | None = None
+    peer_message_id: Annotated[
+        UUID | None, Field(description="The reader's id of the message, when this side knows it.")
+    ] = None
+    status: StatusRequest | None = None
+
+
+class ChangePage(BaseModel):
+    model_config = ConfigDict(
+        populate_by_name=True,
+    )
+    items: Annotated[list[ChangeItem], Field(max_length=500)]
+    next_cursor: Annotated[
+        str,
+        Field(
+            description='Pass as `after` to read on; the same cursor again when nothing is new.',
+            max_length=128,
+            min_length=1,
+            pattern='^[0-9a-z.]+$',
+        ),
+    ]
+    has_more: Annotated[bool, Field(description='True when more changes could be read right away.')]
+
+
 class FieldError(BaseModel):
     model_config = ConfigDict(
         populate_by_name=True,

@@ -1,4 +1,5 @@
-"""The command line both backends share: serve, migrate, worker, outbox, purge.
+"""The command line both backends share: serve, migrate, worker, outbox, purge, reconcile,
+restored.
 
 Each backend's `__main__` describes itself with a `BackendCommands` and may add its own commands.
 Errors are printed as one line that says what to do, with exit code 2 (1 for an error nobody
@@ -16,19 +17,20 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from integration_kit import cutover_cli
+from integration_kit import changelog, cutover_cli
 from integration_kit.failures import Where, describe, first_line
 from integration_kit.gc_tuning import tune_for_serving
 from integration_kit.legacy import LegacySide
 from integration_kit.migrate import upgrade
 from integration_kit.preflight import check_database
+from integration_kit.reconcile import ReconcileError, ReconcileSide, reconcile
 from integration_kit.settings import IntegrationSettings
 from integration_kit.settings_rules import describe_settings_error
 
@@ -57,6 +59,7 @@ class BackendCommands:
     # The backend's own commands that need a migrated database (checked before they run).
     database_commands: frozenset[str] = frozenset()
     legacy: LegacySide | None = None  # the way from the audited old system (docs/cutover.md)
+    reconcile_side: Callable[[Runtime], ReconcileSide] | None = None
 
 
 def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
@@ -92,6 +95,22 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
     skip.add_argument("event_id", type=int)
     skip.add_argument("--reason", required=True)
     outbox_sub.add_parser("purge", help="delete delivered events older than the retention")
+    if backend.reconcile_side is not None:
+        rec = sub.add_parser(
+            "reconcile", help="compare with the peer's change feed and repair what differs"
+        )
+        start = rec.add_mutually_exclusive_group()
+        start.add_argument("--full", action="store_true", help="read the peer's whole feed")
+        start.add_argument(
+            "--since", type=_instant, help="only changes at or after TIME (ISO 8601, with offset)"
+        )
+        rec.add_argument(
+            "--dry-run", action="store_true", help="print the differences, change nothing"
+        )
+        sub.add_parser(
+            "restored",
+            help="after restoring this database from a backup: new feed epoch, full reconcile next",
+        )
     backend.add_commands(sub)
     words = list(sys.argv[1:] if argv is None else argv)
     # `--debug` may follow the command too (`worker --debug`), where a user tends to add it.
@@ -144,8 +163,12 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_worker(backend, settings))
         if args.command == "outbox":
             return asyncio.run(_outbox(backend, settings, args))
+        if args.command == "reconcile":
+            return asyncio.run(_reconcile(backend, settings, args))
+        if args.command == "restored":
+            return asyncio.run(_restored(backend, settings))
         return backend.handlers[args.command](args, settings)
-    except (CommandError, cutover_cli.CutoverError) as exc:
+    except (CommandError, cutover_cli.CutoverError, ReconcileError) as exc:
         return _fail(str(exc), debug=debug)
     except KeyboardInterrupt:
         return 130
@@ -161,11 +184,60 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
         return _fail(line, debug=debug)
 
 
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset (say Z or +01:00)")
+    return value.astimezone(UTC)
+
+
+async def _reconcile(
+    backend: BackendCommands, settings: IntegrationSettings, args: argparse.Namespace
+) -> int:
+    if backend.reconcile_side is None:
+        raise CommandError(f"{backend.name} has no change feed to reconcile")
+    runtime = backend.build_runtime(settings)
+    try:
+        summary = await reconcile(
+            runtime,
+            backend.reconcile_side(runtime),
+            full=args.full,
+            since=args.since,
+            dry_run=args.dry_run,
+        )
+    finally:
+        await runtime.close()
+    for line in summary.lines:
+        print(("would repair " if args.dry_run else "repaired ") + line)
+    print(f"{backend.name}: {summary.render(dry_run=args.dry_run)}")
+    return 0
+
+
+async def _restored(backend: BackendCommands, settings: IntegrationSettings) -> int:
+    runtime = backend.build_runtime(settings)
+    try:
+        if backend.reconcile_side is None:
+            raise CommandError(f"{backend.name} has no change feed")
+        side = backend.reconcile_side(runtime)
+        async with runtime.db.transaction() as session:
+            epoch = await changelog.restored(session, side.feed.state, now=runtime.clock.now())
+    finally:
+        await runtime.close()
+    print(
+        f"{backend.name}: feed epoch is now {epoch}; the peer reads this feed again from its "
+        f"start, and the next `reconcile` here reads the peer's whole feed"
+    )
+    return 0
+
+
 def _uses_a_migrated_database(backend: BackendCommands, args: argparse.Namespace) -> bool:
     """Commands that need the schema in place; `serve` migrates first unless told not to."""
     if args.command == "serve":
         return bool(args.no_migrate)
-    return args.command in {"worker", "outbox"} | backend.database_commands
+    return args.command in {"worker", "outbox", "reconcile", "restored"} | backend.database_commands
 
 
 def _fail(message: str, *, debug: bool, code: int = 2) -> int:
@@ -241,7 +313,7 @@ async def _worker(backend: BackendCommands, settings: IntegrationSettings) -> in
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tune_for_serving()
-    runtime.dispatcher.start()
+    runtime.start_delivery()
     print(f"{backend.name}: worker {runtime.dispatcher.owner} delivering", flush=True)
     await stop.wait()
     # Graceful: the round in flight is settled, so nothing is left leased to a dead process.

@@ -1,5 +1,5 @@
-"""The `/api/integration` router both backends serve: bearer token and signature, postMessage and
-postStatus.
+"""The `/api/integration` router both backends serve: bearer token and signature, postMessage,
+postStatus and listChanges.
 
 A backend adds the operations only it serves (the CRM's createTicket) to the router it gets here.
 """
@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.models import (
+    ChangePage,
     MessageAccepted,
     MessageRequest,
     SenderType,
@@ -21,10 +22,14 @@ from generated.models import (
 )
 from integration_kit.auth import require_bearer, require_signature
 from integration_kit.contract_body import contract_body
+from integration_kit.feed import FeedTables, list_changes
 from integration_kit.inbound import receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
 from integration_kit.schema import MessageColumns, TicketColumns
 from integration_kit.throttle import per_token_limit
+
+CURSOR = "^[0-9a-z.]+$"
+MAX_PAGE = 500
 
 # Runs in the transaction that stored a new message (never for a replay).
 OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], None]
@@ -36,10 +41,12 @@ def integration_router(
     caller: SenderType,
     ticket_model: type[TicketColumns],
     message_model: type[MessageColumns],
+    feed: FeedTables,
     message_columns: Callable[[MessageRequest], dict[str, Any]] | None = None,
     on_message_stored: OnMessageStored | None = None,
 ) -> APIRouter:
-    """Serve postMessage and postStatus for messages written on the `caller` side."""
+    """Serve postMessage and postStatus for messages written on the `caller` side, and this
+    side's change feed."""
     router = APIRouter(
         prefix="/api/integration",
         # The rate limit counts only requests whose token and signature were accepted: one
@@ -65,6 +72,7 @@ def integration_router(
             caller=caller,
             ticket_model=ticket_model,
             message_model=message_model,
+            change_log=feed.log,
             extra=message_columns(request) if message_columns else None,
         )
         if created and on_message_stored is not None:
@@ -78,7 +86,20 @@ def integration_router(
         session: SessionDep,
     ) -> StatusAccepted:
         return await receive_status(
-            session, request=request, ticket_model=ticket_model, message_model=message_model
+            session,
+            request=request,
+            ticket_model=ticket_model,
+            message_model=message_model,
+            change_log=feed.log,
         )
+
+    # Absent optional fields are left out, never sent as null (the contract says so).
+    @router.get("/changes", operation_id="listChanges", response_model_exclude_none=True)
+    async def get_changes(
+        session: SessionDep,
+        after: Annotated[str | None, Query(min_length=1, max_length=128, pattern=CURSOR)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> ChangePage:
+        return await list_changes(session, feed, after=after, limit=limit, now=runtime.clock.now())
 
     return router

@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from integration_kit.reconcile_loop import EXTRAS_KEY, ReconcileLoop
 from integration_kit.retry import Failure
 from integration_kit.runtime import Runtime, runtime_of
 from integration_kit.schema import OutboxState
@@ -94,6 +95,7 @@ class _OutboxCollector(Collector):
         for failure in sorted(failures | set(counters.by_failure)):
             by_failure.add_metric([failure], float(counters.by_failure.get(failure, 0)))
         yield by_failure
+        yield from self._reconcile()
 
         up = GaugeMetricFamily("outbox_database_up", "1 if the outbox could be read just now.")
         up.add_metric([], 0.0 if self.db_stats is None else 1.0)
@@ -110,6 +112,27 @@ class _OutboxCollector(Collector):
         )
         oldest.add_metric([], self.db_stats.get("oldest_pending_age_seconds", 0.0))
         yield oldest
+
+    def _reconcile(self) -> Iterator[Metric]:
+        loop = self.runtime.extras.get(EXTRAS_KEY)
+        if not isinstance(loop, ReconcileLoop):
+            return  # not run periodically in this process
+        stats = loop.stats
+        for name, value, doc in [
+            ("reconcile_runs", stats.runs, "Periodic reconcile runs that finished."),
+            ("reconcile_failures", stats.failures, "Periodic reconcile runs that failed."),
+        ]:
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], float(value))
+            yield family
+        repaired = CounterMetricFamily(
+            "reconcile_repaired",
+            "Differences with the peer's change feed found and repaired, by kind.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(stats.repaired.items()):
+            repaired.add_metric([kind], float(count))
+        yield repaired
 
 
 class _RateLimitCollector(Collector):

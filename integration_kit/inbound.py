@@ -27,6 +27,7 @@ from generated.models import (
     StatusRequest,
     TicketStatus,
 )
+from integration_kit.changelog import log_change
 from integration_kit.problems import (
     FORBIDDEN_SENDER,
     IDEMPOTENCY_CONFLICT,
@@ -35,7 +36,7 @@ from integration_kit.problems import (
     VALIDATION,
     ProblemError,
 )
-from integration_kit.schema import MessageColumns, TicketColumns
+from integration_kit.schema import ChangeKind, ChangeLogColumns, MessageColumns, TicketColumns
 
 T = TypeVar("T", bound=TicketColumns)
 M = TypeVar("M", bound=MessageColumns)
@@ -140,9 +141,11 @@ async def store_inbound_message(
     body: str,
     attachments: list[dict[str, Any]],
     created_at: datetime,
+    change_log: type[ChangeLogColumns],
     extra: dict[str, Any] | None = None,
 ) -> tuple[M, bool]:
-    """Store a message received from the peer once; returns (message, created).
+    """Store a message received from the peer once, with its change-log row; returns
+    (message, created).
 
     A replay of the same (sender, external_message_id) returns the stored message; the same key
     with a different body or ticket is a 409, never a second row.
@@ -170,6 +173,9 @@ async def store_inbound_message(
         return _same_or_conflict(existing, ticket, body, attachments), False
     # The stored row, as an object for the caller (not added to the session: it is written).
     message = model(seq=stored, **values)
+    await log_change(
+        session, change_log, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message.id
+    )
     changes: dict[str, Any] = {}
     if sender is SenderType.tma:
         status = status_after_customer_message(ticket, at=created_at)
@@ -281,6 +287,20 @@ def apply_status(ticket: TicketColumns, request: StatusRequest) -> bool:
     return True
 
 
+async def log_status(
+    session: AsyncSession, change_log: type[ChangeLogColumns], ticket: TicketColumns
+) -> None:
+    """The change log's row for the status change just applied to `ticket`."""
+    await log_change(
+        session,
+        change_log,
+        kind=ChangeKind.status,
+        ticket_id=ticket.id,
+        status=ticket.status,
+        changed_at=ticket.status_changed_at,
+    )
+
+
 def touch(ticket: TicketColumns, at: datetime) -> None:
     if at > ticket.updated_at:
         ticket.updated_at = at
@@ -304,6 +324,7 @@ async def receive_message(
     caller: SenderType,
     ticket_model: type[T],
     message_model: type[M],
+    change_log: type[ChangeLogColumns],
     extra: dict[str, Any] | None = None,
 ) -> tuple[MessageAccepted, M, T, bool]:
     """`postMessage`: store the peer's message once; returns (answer, message, ticket, created)."""
@@ -325,6 +346,7 @@ async def receive_message(
         body=request.message,
         attachments=attachments_json(request.attachments),
         created_at=request.created_at,
+        change_log=change_log,
         extra=extra,
     )
     answer = MessageAccepted(
@@ -341,6 +363,7 @@ async def receive_status(
     request: StatusRequest,
     ticket_model: type[T],
     message_model: type[MessageColumns],
+    change_log: type[ChangeLogColumns],
 ) -> StatusAccepted:
     """`postStatus`: apply the peer's status change if it is newer than ours."""
     ticket = await resolve_ticket(
@@ -351,6 +374,8 @@ async def receive_status(
         for_update=True,  # two API processes must not interleave read-modify-write of a ticket
     )
     applied = apply_status(ticket, request)
+    if applied:
+        await log_status(session, change_log, ticket)
     if applied and ticket.status == TicketStatus.closed:
         # A close that crossed a customer message written after it: that message reopens the
         # ticket here too, as it did (or will) on the side that stored it first.

@@ -40,6 +40,8 @@ UNSUPPORTED_MEDIA_TYPE = "urn:tma-crm:problem:unsupported-media-type"
 HTTP_ERROR = "urn:tma-crm:problem:http-error"
 INTERNAL_ERROR = "urn:tma-crm:problem:internal-error"
 RATE_LIMITED = "urn:tma-crm:problem:rate-limited"
+CURSOR_NOT_VALID = "urn:tma-crm:problem:cursor-not-valid"
+CURSOR_EPOCH_CHANGED = "urn:tma-crm:problem:cursor-epoch-changed"
 
 
 class ProblemError(Exception):

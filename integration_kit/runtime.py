@@ -36,8 +36,17 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     run_dispatcher: bool = True
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # Background work started with the dispatcher (start()) and stopped before it (stop()).
+    services: list[Any] = field(default_factory=list)
+
+    def start_delivery(self) -> None:
+        self.dispatcher.start()
+        for service in self.services:
+            service.start()
 
     async def close(self) -> None:
+        for service in self.services:
+            await service.stop()
         await self.dispatcher.stop()
         for closer in self.closers:
             result = closer()
@@ -96,7 +105,7 @@ def lifespan_for(runtime: Runtime) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if runtime.run_dispatcher:
-            runtime.dispatcher.start()
+            runtime.start_delivery()
         try:
             yield
         finally:

@@ -56,6 +56,9 @@ class TicketColumns:
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when `reconcile` took this side's own ticket back from the peer's copy after a restore
+    # (live receiving rules never create one): the audit trail of what a restore lost.
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class MessageColumns:
@@ -80,6 +83,8 @@ class MessageColumns:
     body: Mapped[str] = mapped_column(Text)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when `reconcile` stored this message rather than live delivery (see TicketColumns).
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
@@ -136,3 +141,47 @@ class OutboxColumns:
             Index("ix_outbox_stream", "ticket_id", "channel", "state", "id"),
             Index("ix_outbox_due", "state", "next_attempt_at"),
         )
+
+
+class ChangeKind(StrEnum):
+    ticket = "ticket"
+    message = "message"
+    status = "status"
+
+
+class ChangeLogColumns:
+    """One change the feed serves (docs/design.md §10), written in the change's own transaction.
+
+    `xid` is the writing transaction's id on PostgreSQL (0 on SQLite): the feed is read in
+    (xid, seq) order only below the oldest transaction still in flight, so a transaction that
+    took an earlier `seq` but commits later is never passed over.
+    """
+
+    if TYPE_CHECKING:  # the declarative base provides the keyword constructor
+
+        def __init__(self, **kwargs: Any) -> None: ...
+
+    seq: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    xid: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    ticket_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    message_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # A status change is not a row of its own anywhere else: the log keeps what was applied.
+    status: Mapped[str | None] = mapped_column(String(16))
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (Index("ix_change_log_position", "xid", "seq"),)
+
+
+class FeedStateColumns:
+    """Named values of the feed: this database's epoch, the cursor saved in the peer's feed."""
+
+    if TYPE_CHECKING:  # the declarative base provides the keyword constructor
+
+        def __init__(self, **kwargs: Any) -> None: ...
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

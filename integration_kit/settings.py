@@ -103,6 +103,9 @@ class IntegrationSettings(BaseSettings):
     # /docs: the backend's own API document (integration_kit/api_docs.py). Unset: served in
     # development only; production turns it on explicitly if it wants it public.
     api_docs_enabled: bool | None = None
+    # Run `reconcile` this often inside each process that delivers (serve with its dispatcher,
+    # or worker); 0 leaves it to the command line.
+    reconcile_interval_seconds: float = Field(0.0, ge=0)
 
     # Rate limits (docs/rate-limits.md), in `limits`' notation ("600/second",
     # "50/second;1000/minute", "" for none): the integration API's limit per peer token. The

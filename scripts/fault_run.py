@@ -3,6 +3,7 @@
     python scripts/fault_run.py --messages 10000
     python scripts/fault_run.py --messages 10000 --database postgresql \\
         --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+    python scripts/fault_run.py --messages 2000 --restore tma    # a restore from backup too
 
 Exit code 0 when nothing was lost, duplicated, reordered or left undelivered, else 1. Process
 logs stay in the work folder (`--workdir`, a temporary folder by default) when a run fails.
@@ -59,6 +60,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="watch the API processes' /metrics and print the most requests one caller made in"
         " one window of each rate limit (the figures the default limits sit above)",
+    )
+    parser.add_argument(
+        "--restore",
+        choices=["tma", "crm"],
+        help="restore this side from a copy taken earlier in the run, then reconcile both",
     )
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--seed", type=int, default=5)
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         api_processes=args.api_processes or config.api_processes,
         workers=args.workers or config.workers,
+        restore_side=args.restore or "",
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fault-run-"))
     peaks: dict[tuple[str, str, str], float] | None = {} if args.rate_peaks else None

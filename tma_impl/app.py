@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from generated.client.api.crm import post_message, post_status
+from integration_kit import reconcile_loop
 from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
@@ -18,6 +19,7 @@ from integration_kit.peer import make_peer_client
 from integration_kit.ratelimit import USER_SCOPE
 from integration_kit.runtime import Runtime, build_dispatcher, build_rate_limiter
 from tma_impl.integration.endpoints import integration_router
+from tma_impl.integration.reconcile import reconcile_side
 from tma_impl.legacy import routes as legacy_routes
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
@@ -76,7 +78,7 @@ def build_runtime(
     dispatcher = build_dispatcher(
         settings=settings, db=db, repository=repository, senders=senders, clock=clock
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         db=db,
         clock=clock,
@@ -88,6 +90,10 @@ def build_runtime(
         ),
         closers=list(closers),
     )
+    loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository))
+    if loop is not None:
+        runtime.services.append(loop)
+    return runtime
 
 
 def create_app(runtime: Runtime) -> FastAPI:

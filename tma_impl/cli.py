@@ -19,6 +19,7 @@ from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
 
 if TYPE_CHECKING:
+    from integration_kit.reconcile import ReconcileSide
     from integration_kit.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -70,6 +71,12 @@ def _create_app(runtime: Runtime) -> Any:
     return create_app(runtime)
 
 
+def _reconcile_side(runtime: Runtime) -> ReconcileSide:
+    from tma_impl.integration.reconcile import reconcile_side
+
+    return reconcile_side(outbox=runtime.outbox)
+
+
 COMMANDS = BackendCommands(
     name="tma",
     load_settings=TmaSettings,
@@ -78,6 +85,7 @@ COMMANDS = BackendCommands(
     migrations=MIGRATIONS,
     add_commands=_add_commands,
     legacy=LEGACY,
+    reconcile_side=_reconcile_side,
     handlers={
         "link": lambda args, settings: asyncio.run(
             cutover_cli.run_link(Database.for_backend(settings, "tma"), LINK, args)

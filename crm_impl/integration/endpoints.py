@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from crm_impl.integration.feed import FEED
 from crm_impl.integration.service import receive_ticket
 from crm_impl.tables import Message, Ticket
 from generated.models import CreateTicketRequest, SenderType, TicketAccepted
@@ -16,7 +17,7 @@ from integration_kit.runtime import Runtime, SessionDep
 
 def integration_router(runtime: Runtime) -> APIRouter:
     router = endpoints.integration_router(
-        runtime, caller=SenderType.tma, ticket_model=Ticket, message_model=Message
+        runtime, caller=SenderType.tma, ticket_model=Ticket, message_model=Message, feed=FEED
     )
 
     @router.post("/tickets", status_code=201, operation_id="createTicket")

@@ -7,8 +7,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_impl.tables import Message, Ticket
+from crm_impl.tables import ChangeLog, Message, Ticket
 from generated.models import CreateTicketRequest, SenderType, TicketAccepted, TicketStatus
+from integration_kit.changelog import log_change
 from integration_kit.clock import Clock
 from integration_kit.inbound import (
     attachments_json,
@@ -17,17 +18,27 @@ from integration_kit.inbound import (
     store_inbound_message,
 )
 from integration_kit.problems import IDEMPOTENCY_CONFLICT, ProblemError
+from integration_kit.schema import ChangeKind
 
 
 async def receive_ticket(
-    session: AsyncSession, *, request: CreateTicketRequest, clock: Clock
+    session: AsyncSession,
+    *,
+    request: CreateTicketRequest,
+    clock: Clock,
+    restore: tuple[uuid.UUID, uuid.UUID | None] | None = None,
 ) -> tuple[TicketAccepted, bool]:
-    """Create the CRM ticket for a TMA ticket, once; returns (answer, created)."""
+    """Create the CRM ticket for a TMA ticket, once; returns (answer, created).
+
+    `restore` (reconcile only): the ids this CRM had given the ticket and its first message
+    before a restore lost them, kept so the TMA's links stay true; the rows are marked restored.
+    """
     reject_telegram_file_urls(request.attachments)
     now = clock.now()
     customer = request.customer
     values = {
-        "id": uuid.uuid4(),
+        "id": restore[0] if restore else uuid.uuid4(),
+        "restored_at": now if restore else None,
         "external_id": request.external_ticket_id,
         "subject": request.subject,
         "status": TicketStatus.open.value,
@@ -51,6 +62,7 @@ async def receive_ticket(
             raise RuntimeError(f"ticket {request.external_ticket_id} conflicted but is not stored")
         return await _replayed_ticket(session, existing, request), False
     ticket = Ticket(**values)  # the stored row, for the caller; not added to the session
+    await log_change(session, ChangeLog, kind=ChangeKind.ticket, ticket_id=ticket.id)
     message, _ = await store_inbound_message(
         session,
         Message,
@@ -60,6 +72,8 @@ async def receive_ticket(
         body=request.message,
         attachments=attachments_json(request.attachments),
         created_at=request.created_at,
+        change_log=ChangeLog,
+        extra={"id": restore[1], "restored_at": now} if restore and restore[1] else None,
     )
     return TicketAccepted(
         ticket_id=ticket.id,

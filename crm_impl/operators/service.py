@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_impl.tables import LegacyTicketFields, Message, Operator, Outbox, Ticket
+from crm_impl.tables import ChangeLog, LegacyTicketFields, Message, Operator, Outbox, Ticket
 from generated.models import Attachment, SenderType, TicketStatus
+from integration_kit.changelog import log_change
 from integration_kit.clock import Clock
-from integration_kit.inbound import attachments_json, reject_telegram_file_urls
+from integration_kit.inbound import attachments_json, log_status, reject_telegram_file_urls
 from integration_kit.outbound import enqueue_message_event, enqueue_status_event
 from integration_kit.problems import CONFLICT, NOT_FOUND, ProblemError
+from integration_kit.schema import ChangeKind
 
 
 async def list_tickets(
@@ -99,9 +101,13 @@ async def reply(
         ticket.assignee_id = operator.id  # whoever answers first takes the ticket
     if ticket.status == TicketStatus.open:
         ticket.status, ticket.status_changed_at = TicketStatus.in_progress, now
+        await log_status(session, ChangeLog, ticket)
         enqueue_status_event(session, Outbox, ticket=ticket, now=now)
     ticket.updated_at = now
     await session.flush()
+    await log_change(
+        session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message.id
+    )
     enqueue_message_event(
         session,
         Outbox,
@@ -122,6 +128,7 @@ async def change_status(
         return ticket
     now = clock.now()
     ticket.status, ticket.status_changed_at, ticket.updated_at = status.value, now, now
+    await log_status(session, ChangeLog, ticket)
     enqueue_status_event(session, Outbox, ticket=ticket, now=now)
     return ticket
 

@@ -18,8 +18,13 @@ OPERATIONS = {
         "POST /api/integration/tickets",
         "POST /api/integration/messages",
         "POST /api/integration/status",
+        "GET /api/integration/changes",
     },
-    "tma": {"POST /api/integration/messages", "POST /api/integration/status"},
+    "tma": {
+        "POST /api/integration/messages",
+        "POST /api/integration/status",
+        "GET /api/integration/changes",
+    },
 }
 
 

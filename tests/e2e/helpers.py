@@ -99,6 +99,7 @@ class Exchange:
     path: str
     body: bytes
     status: int | None = None
+    method: str = "POST"
     answer: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)  # as sent: signature included
 
@@ -119,7 +120,10 @@ class Recorder(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = Exchange(
-            path=request.url.path, body=await request.aread(), headers=dict(request.headers)
+            path=request.url.path,
+            body=await request.aread(),
+            headers=dict(request.headers),
+            method=request.method,
         )
         self.exchanges.append(exchange)
         response = await self.inner.handle_async_request(request)

@@ -281,11 +281,16 @@ async def test_audit_6_integration_routes_are_exactly_the_spec(pair: Pair, side:
     if side == "crm":
         assert _routes(app, "/api/support") == set()
     client, headers = (pair.crm, AS_TMA) if side == "crm" else (pair.tma, AS_CRM)
-    # Probe over HTTP too: what the spec assigns answers (422 for an empty body), the rest not.
-    for _method, path in _spec_operations("crm") | _spec_operations("tma"):
-        response = await client.post(path, json={}, headers=headers)
-        served = ("POST", path) in expected
-        assert response.status_code == (422 if served else 404), (path, response.status_code)
+    # Probe over HTTP too: what the spec assigns answers (422 for an empty body; a GET without
+    # parameters, 200), the rest not.
+    for method, path in _spec_operations("crm") | _spec_operations("tma"):
+        if method == "GET":
+            response = await client.get(path, headers=headers)
+        else:
+            response = await client.post(path, json={}, headers=headers)
+        answered = 200 if method == "GET" else 422
+        served = (method, path) in expected
+        assert response.status_code == (answered if served else 404), (path, response.status_code)
     for old in ("/api/v1/support/messages", "/api/v1/support/tickets", "/api/support/messages"):
         response = await client.post(old, json={}, headers=headers)
         assert response.status_code in {404, 405}, (old, response.status_code)
@@ -316,6 +321,7 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "/tickets": models.TicketAccepted,
     "/messages": models.MessageAccepted,
     "/status": models.StatusAccepted,
+    "/changes": models.ChangePage,
 }
 
 
@@ -340,6 +346,9 @@ async def test_audit_7_both_sides_speak_the_one_contract(pair: Pair) -> None:
     )
     assert closed.status_code == 200
     await pair.sync()
+    # Each side reads the other's change feed (reconcile): nothing differs after live delivery.
+    assert (await pair.reconcile("tma")).total == 0
+    assert (await pair.reconcile("crm")).total == 0
 
     seen: dict[str, set[tuple[str, str]]] = {"crm": set(), "tma": set()}
     for side, recorder in (("crm", to_crm), ("tma", to_tma)):
@@ -347,9 +356,12 @@ async def test_audit_7_both_sides_speak_the_one_contract(pair: Pair) -> None:
             operation = exchange.path.removeprefix(INTEGRATION)
             assert exchange.status is not None
             assert 200 <= exchange.status < 300, exchange
-            _conforms(REQUESTS[operation], exchange.request_json())
+            if exchange.method == "GET":
+                assert exchange.body == b""
+            else:
+                _conforms(REQUESTS[operation], exchange.request_json())
             _conforms(ANSWERS[operation], exchange.answer_json())
-            seen[side].add(("POST", exchange.path))
+            seen[side].add((exchange.method, exchange.path))
     # Every operation each side serves was exercised.
     assert seen == {"crm": _spec_operations("crm"), "tma": _spec_operations("tma")}
     # And the one ticket is linked across both systems.

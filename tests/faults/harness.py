@@ -23,9 +23,11 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from integration_kit.schema import OutboxState
+from tests.faults import restore
 from tests.faults.bot import FakeTelegram
 from tests.faults.cluster import BOT_TOKEN, Side, Timing, add_operator, free_port, wait_ready
 from tests.faults.load import Load, LoadConfig
@@ -55,6 +57,9 @@ class HarnessConfig:
     inject_faults: bool = True  # False: the same load without faults, as a baseline
     timing: Timing = field(default_factory=Timing)
     seed: int = 5
+    # "tma" or "crm": copy that side's database early in the load, restore it from the copy
+    # later while traffic goes on, then `restored` and `reconcile` on both sides.
+    restore_side: str = ""
 
     @classmethod
     def for_kind(cls, kind: str, messages: int, postgres_url: str = "") -> HarnessConfig:
@@ -90,6 +95,7 @@ class Report:
     converge_after_last_fault: float
     converge_after_last_write: float
     total_seconds: float
+    restore: restore.RestoreReport | None = None
 
     def lines(self) -> list[str]:
         v, c = self.verdict, self.config
@@ -126,6 +132,7 @@ class Report:
             )
             + f"({self.converge_after_last_write:.1f} s after the last write); "
             f"whole run {self.total_seconds:.1f} s",
+            *(self.restore.lines() if self.restore else []),
         ]
 
 
@@ -149,6 +156,9 @@ class Harness:
         self.unexpected_dead: list[str] = []
         self.last_fault_end = 0.0
         self._closed = False
+        # A restore and the chaos steps that stop processes never act on a side at once.
+        self._processes = asyncio.Lock()
+        self.restore: restore.RestoreReport | None = None
 
     # --- setup and teardown ------------------------------------------------------------------
 
@@ -258,15 +268,23 @@ class Harness:
         stop_operator = asyncio.Event()
         operator = asyncio.create_task(self._operator(stop_operator), name="operator replays")
         chaos = asyncio.create_task(self._chaos(load), name="chaos")
+        restoring = asyncio.create_task(self._restore_during(load), name="restore")
         try:
             await load.run()
             await chaos
+            await restoring
             converged = await self._converge(load.written, operator)
             await load.find_crm_tickets()  # tickets that reached the CRM after the load ended
+            if self.restore is not None:
+                # Once converged, the feeds agree too: reconcile finds nothing on either side.
+                for name, side in self.sides.items():
+                    output = await restore.run_command(side, "reconcile", "--full")
+                    self.restore.final[name] = restore.summary_line(output)
         finally:
             chaos.cancel()
+            restoring.cancel()
             stop_operator.set()
-            await asyncio.gather(chaos, operator, return_exceptions=True)
+            await asyncio.gather(chaos, operator, restoring, return_exceptions=True)
         tma = await self.databases.load("tma")
         crm = await self.databases.load("crm")
         assert self.to_crm is not None
@@ -282,6 +300,11 @@ class Harness:
                 crm,
                 notified=self.telegram.sends,
                 tma_worker_kills=self.killed_workers["tma"],
+                tma_restore=(
+                    (self.restore.backup_at, self.restore.restored_at)
+                    if self.restore is not None and self.restore.side == "tma"
+                    else None
+                ),
             ),
             killed_workers=self.killed_workers,
             faults=self.faults,
@@ -292,7 +315,58 @@ class Harness:
             converge_after_last_fault=converged - self.last_fault_end,
             converge_after_last_write=converged - load.finished_monotonic,
             total_seconds=time.monotonic() - started,
+            restore=self.restore,
         )
+
+    async def _until_written(self, load: Load, share: float) -> None:
+        # The load counts its writes; nothing signals a count, so it is polled.
+        while load.written < self.config.messages * share and not load.finished.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+    async def _restore_during(self, load: Load) -> None:
+        """Copy a side's database a quarter into the load; at 60 % lose it and restore the copy
+        while the load goes on, by the operator's procedure (tests/faults/restore.py)."""
+        name = self.config.restore_side
+        if not name:
+            return
+        assert self.databases is not None
+        side, peer = self.sides[name], self.sides["crm" if name == "tma" else "tma"]
+        report = restore.RestoreReport(side=name)
+        await self._until_written(load, 0.25)
+        backup = await restore.take_backup(side, self.workdir)
+        report.backup_at = time.monotonic()
+        await self._until_written(load, 0.6)
+        async with self._processes:
+            stopping = mark = time.monotonic()
+
+            def step(name: str) -> None:
+                nonlocal mark
+                now = time.monotonic()
+                report.timings[name] = now - mark
+                mark = now
+
+            # No new writes; the workers hand over what is pending, then stop too.
+            await asyncio.gather(*(side.stop(process) for process in side.apis.values()))
+            await restore.wait_drained(self.databases, name)
+            await asyncio.gather(*(side.stop(process) for process in side.worker_procs.values()))
+            step("stop and drain")
+            before = await restore.counts(self.databases, name)
+            await restore.put_back(side, backup, self._admin)
+            report.restored_at = time.monotonic()
+            after = await restore.counts(self.databases, name)
+            report.lost = {kind: before[kind] - after[kind] for kind in before}
+            await restore.run_command(side, "restored")
+            step("restore")
+            output = await restore.run_command(side, "reconcile")
+            report.reconcile[name] = restore.summary_line(output)
+            step(f"reconcile {name}")
+            await restore.restart(side, self.config.workers)
+            step("restart")
+            output = await restore.run_command(peer, "reconcile")
+            report.reconcile[peer.name] = restore.summary_line(output)
+            step(f"reconcile {peer.name}")
+            report.seconds = time.monotonic() - stopping
+        self.restore = report
 
     async def _converge(self, expected_messages: int, operator: asyncio.Task[None]) -> float:
         """Until both sides hold every message and no event is pending or dead; bounded."""
@@ -322,7 +396,11 @@ class Harness:
         seen: set[tuple[str, int]] = set()
         while not stop.is_set():
             for name, side in self.sides.items():
-                for event_id, kind, payload in await self.databases.dead_events(name):
+                try:
+                    dead = await self.databases.dead_events(name)
+                except DBAPIError:
+                    continue  # the database is being restored: look again next time
+                for event_id, kind, payload in dead:
                     if (name, event_id) in seen:
                         continue
                     seen.add((name, event_id))
@@ -434,6 +512,14 @@ class Harness:
     ) -> None:
         """SIGKILL the worker whose request the proxy holds (sent, not acknowledged), restart
         it, and release the request later: before or after the lease lets another send it."""
+        async with self._processes:
+            await self._kill_worker_now(
+                sender, proxy, forward_first=forward_first, late_release=late_release
+            )
+
+    async def _kill_worker_now(
+        self, sender: Side, proxy: FaultProxy, *, forward_first: bool, late_release: bool
+    ) -> None:
         fault = proxy.arm(Fault(FaultKind.hold, forward_first=forward_first))
         try:
             await asyncio.wait_for(fault.fired.wait(), FIRE_TIMEOUT_SECONDS)
@@ -456,6 +542,10 @@ class Harness:
 
     async def _restart_peer(self, side: Side, signum: int) -> None:
         """Stop every API process of a side (graceful or killed), keep it down, start it again."""
+        async with self._processes:
+            await self._restart_peer_now(side, signum)
+
+    async def _restart_peer_now(self, side: Side, signum: int) -> None:
         await asyncio.gather(*(side.stop(process, signum) for process in side.apis.values()))
         name = "peer_stopped_sigterm" if signum == signal.SIGTERM else "peer_killed_sigkill"
         self.faults[name] += 1

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from crm_impl.integration.service import receive_ticket
+from crm_impl.tables import ChangeLog as CrmChangeLog
 from crm_impl.tables import Message as CrmMessage
 from crm_impl.tables import Ticket as CrmTicket
 from generated.models import (
@@ -33,7 +34,7 @@ from generated.models import (
 )
 from integration_kit.inbound import receive_message, receive_status
 from tests.support.pair import Pair
-from tma_impl.tables import Message, Ticket
+from tma_impl.tables import ChangeLog, Message, Ticket
 
 BOUND = 10  # only bounds a failing test
 
@@ -68,6 +69,7 @@ async def test_a_user_message_does_not_undo_a_status_change_applied_meanwhile(pa
                 changed_at=changed_at,
             ),
             ticket_model=Ticket,
+            change_log=ChangeLog,
             message_model=Message,
         )
         writing = asyncio.create_task(pair.user_writes(ticket["id"], "Still broken."))
@@ -133,6 +135,7 @@ async def test_the_same_ticket_and_message_arriving_twice_at_once_are_stored_onc
                 caller=SenderType.tma,
                 ticket_model=CrmTicket,
                 message_model=CrmMessage,
+                change_log=CrmChangeLog,
             )
             await asyncio.sleep(0.05)
             return answer.message_id, created

@@ -21,8 +21,10 @@ from fastapi import FastAPI
 from crm_impl.app import build_runtime as build_crm
 from crm_impl.app import create_app as create_crm_app
 from crm_impl.cli import add_operator
+from crm_impl.integration.reconcile import reconcile_side as crm_reconcile_side
 from crm_impl.settings import CrmSettings
 from integration_kit.clock import ManualClock
+from integration_kit.reconcile import Summary, reconcile
 from integration_kit.runtime import Runtime
 from integration_kit.signing import SigningTransport
 from tests.support.databases import fresh_database
@@ -30,6 +32,7 @@ from tests.support.faults import FaultyTransport
 from tests.tma_impl.telegram.fake_bot_api import FAKE_BOT_TOKEN, FakeBotApi
 from tma_impl.app import build_runtime as build_tma
 from tma_impl.app import create_app as create_tma_app
+from tma_impl.integration.reconcile import reconcile_side as tma_reconcile_side
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
 
@@ -77,6 +80,15 @@ class Pair:
             if not handled:
                 return total
         return total
+
+    async def reconcile(self, side: str, **options: Any) -> Summary:
+        """`python -m <side>_impl reconcile` in-process: reads the other side's feed."""
+        if side == "tma":
+            runtime = self.tma_runtime
+            return await reconcile(runtime, tma_reconcile_side(outbox=runtime.outbox), **options)
+        runtime = self.crm_runtime
+        side_ = crm_reconcile_side(outbox=runtime.outbox, clock=runtime.clock)
+        return await reconcile(runtime, side_, **options)
 
     # --- conveniences for the flows most tests need -----------------------------------------
 

@@ -10,6 +10,7 @@ from integration_kit import endpoints
 from integration_kit.narrowing import narrowed
 from integration_kit.runtime import Runtime
 from integration_kit.schema import MessageColumns, TicketColumns
+from tma_impl.integration.feed import FEED
 from tma_impl.notifications import enqueue_reply_notification
 from tma_impl.tables import Message, Ticket
 
@@ -29,6 +30,7 @@ def integration_router(runtime: Runtime) -> APIRouter:
         caller=SenderType.crm,
         ticket_model=Ticket,
         message_model=Message,
+        feed=FEED,
         message_columns=lambda request: {"operator_name": request.operator_name},
         on_message_stored=notify_user,
     )

@@ -20,10 +20,12 @@ from generated.models import (
     SenderType,
     TicketStatus,
 )
+from integration_kit.changelog import log_change
 from integration_kit.clock import Clock
 from integration_kit.inbound import (
     attachments_json,
     insert_unless_stored,
+    log_status,
     reject_telegram_file_urls,
     status_after_customer_message,
     ticket_query,
@@ -32,8 +34,9 @@ from integration_kit.inbound import (
 from integration_kit.outbound import enqueue_message_event, enqueue_status_event
 from integration_kit.outbox import enqueue
 from integration_kit.problems import CONFLICT, NOT_FOUND, ProblemError
+from integration_kit.schema import ChangeKind
 from tma_impl import telegram
-from tma_impl.tables import Message, Outbox, TelegramUser, Ticket
+from tma_impl.tables import ChangeLog, Message, Outbox, TelegramUser, Ticket
 
 TICKET_CREATED = "ticket_created"
 
@@ -112,6 +115,10 @@ async def open_ticket(
     session.add(ticket)
     await session.flush()  # no ORM relationship orders the inserts; the ticket must exist first
     session.add(message)
+    await log_change(session, ChangeLog, kind=ChangeKind.ticket, ticket_id=ticket_id)
+    await log_change(
+        session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket_id, message_id=message_id
+    )
     request = CreateTicketRequest(
         external_ticket_id=ticket_id,
         subject=subject,
@@ -206,6 +213,9 @@ async def write_message(
     if status != ticket.status:
         changes["status"] = status
     await update_ticket(session, ticket, changes)
+    await log_change(
+        session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message_id
+    )
     enqueue_message_event(session, Outbox, message=message, sender=SenderType.tma, now=now)
     return message, True
 
@@ -221,6 +231,7 @@ async def set_status(
         return ticket
     now = clock.now()
     ticket.status, ticket.status_changed_at, ticket.updated_at = status.value, now, now
+    await log_status(session, ChangeLog, ticket)
     enqueue_status_event(session, Outbox, ticket=ticket, now=now)
     return ticket
 

@@ -1,6 +1,9 @@
 """Contains all the data models used in inputs/outputs"""
 
 from .attachment import Attachment
+from .change_item import ChangeItem
+from .change_kind import ChangeKind
+from .change_page import ChangePage
 from .create_ticket_request import CreateTicketRequest
 from .customer import Customer
 from .field_error import FieldError
@@ -15,6 +18,9 @@ from .ticket_status import TicketStatus
 
 __all__ = (
     "Attachment",
+    "ChangeItem",
+    "ChangeKind",
+    "ChangePage",
     "CreateTicketRequest",
     "Customer",
     "FieldError",
