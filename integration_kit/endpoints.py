@@ -5,7 +5,7 @@ A backend adds the operations only it serves (the CRM's createTicket) to the rou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -25,7 +25,9 @@ from integration_kit.runtime import Runtime, SessionDep
 from integration_kit.schema import MessageColumns, TicketColumns
 
 # Runs in the transaction that stored a new message (never for a replay).
-OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], None]
+OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], Awaitable[None]]
+# Runs in the transaction that applied a status change (never for an older or equal one).
+OnStatusApplied = Callable[[AsyncSession, StatusAccepted], Awaitable[None]]
 
 
 def integration_router(
@@ -36,6 +38,7 @@ def integration_router(
     message_model: type[MessageColumns],
     message_columns: Callable[[MessageRequest], dict[str, Any]] | None = None,
     on_message_stored: OnMessageStored | None = None,
+    on_status_applied: OnStatusApplied | None = None,
 ) -> APIRouter:
     """Serve postMessage and postStatus for messages written on the `caller` side."""
     router = APIRouter(
@@ -58,7 +61,7 @@ def integration_router(
             extra=message_columns(request) if message_columns else None,
         )
         if created and on_message_stored is not None:
-            on_message_stored(session, ticket, message)
+            await on_message_stored(session, ticket, message)
         response.status_code = 201 if created else 200
         return answer
 
@@ -67,8 +70,11 @@ def integration_router(
         request: Annotated[StatusRequest, Depends(contract_body(StatusRequest))],
         session: SessionDep,
     ) -> StatusAccepted:
-        return await receive_status(
+        answer = await receive_status(
             session, request=request, ticket_model=ticket_model, message_model=message_model
         )
+        if answer.applied and on_status_applied is not None:
+            await on_status_applied(session, answer)
+        return answer
 
     return router

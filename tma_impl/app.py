@@ -18,7 +18,9 @@ from tma_impl.integration.endpoints import integration_router
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
 from tma_impl.settings import TmaSettings
-from tma_impl.support.endpoints import support_router
+from tma_impl.support import events
+from tma_impl.support.endpoints import HUB, support_router
+from tma_impl.support.live import TicketEventHub
 from tma_impl.support.service import TICKET_CREATED
 from tma_impl.tables import Message, Outbox, Ticket
 from tma_impl.telegram import BotApi, LogBotApi
@@ -68,6 +70,8 @@ def build_runtime(
     dispatcher = build_dispatcher(
         settings=settings, db=db, repository=repository, senders=senders, clock=clock
     )
+    hub = TicketEventHub()
+    db.on_commit(events.WRITTEN, hub.notify)
     return Runtime(
         settings=settings,
         db=db,
@@ -76,6 +80,7 @@ def build_runtime(
         peer=peer,
         dispatcher=dispatcher,
         closers=list(closers),
+        extras={HUB: hub},
     )
 
 

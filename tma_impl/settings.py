@@ -30,6 +30,11 @@ class TmaSettings(IntegrationSettings):
     # The Mini App's https URL; a notification's button opens it at the ticket (?ticket=<id>).
     webapp_url: str = ""
     init_data_max_age_seconds: int = Field(24 * 3600, ge=60)
+    # The Mini App's live stream: how often an open stream looks for events another API process
+    # wrote (this process's own wake it at once), and how long one response lasts before the
+    # page reconnects from its last event.
+    live_poll_seconds: float = Field(1.0, gt=0, le=60)
+    live_stream_seconds: float = Field(300.0, gt=0)
 
     @model_validator(mode="after")
     def _require_bot_token(self) -> Self:

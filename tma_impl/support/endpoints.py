@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 
 from generated.models import TicketStatus
 from integration_kit.runtime import Runtime, SessionDep
-from tma_impl.support import service
+from tma_impl.settings import TmaSettings
+from tma_impl.support import cursor, service
 from tma_impl.support.auth import UserDep
+from tma_impl.support.events import STATUS
+from tma_impl.support.live import TicketEventHub
 from tma_impl.support.schemas import (
     Conversation,
     MessageOut,
     NewMessage,
     NewTicket,
+    ReadMarker,
     StatusChange,
+    StatusChangeOut,
     TicketOut,
+    TicketPage,
 )
+from tma_impl.support.stream import conversation_stream
 from tma_impl.tables import Ticket
 
+HUB = "ticket_event_hub"  # Runtime.extras key
 
-def ticket_view(ticket: Ticket) -> TicketOut:
+
+def ticket_view(ticket: Ticket, unread: int = 0) -> TicketOut:
     return TicketOut(
         id=ticket.id,
         subject=ticket.subject,
@@ -29,11 +40,14 @@ def ticket_view(ticket: Ticket) -> TicketOut:
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
         synced=ticket.external_id is not None,
+        unread=unread,
     )
 
 
 def support_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/api/support", tags=["support"])
+    settings = runtime.settings
+    assert isinstance(settings, TmaSettings)
 
     @router.post("/tickets", status_code=201)
     async def open_ticket(
@@ -53,18 +67,79 @@ def support_router(runtime: Runtime) -> APIRouter:
         return ticket_view(ticket)
 
     @router.get("/tickets")
-    async def my_tickets(user: UserDep, session: SessionDep) -> list[TicketOut]:
-        return [ticket_view(t) for t in await service.my_tickets(session, user_id=user.id)]
+    async def my_tickets(
+        user: UserDep,
+        session: SessionDep,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        after: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> TicketPage:
+        """Newest activity first; `after` is the `next_cursor` of the previous page."""
+        page, following = await service.my_tickets(
+            session,
+            user_id=user.id,
+            limit=limit,
+            before=cursor.decode(after) if after else None,
+        )
+        return TicketPage(
+            tickets=[ticket_view(row.ticket, row.unread) for row in page],
+            next_cursor=cursor.encode(*following) if following else None,
+        )
 
     @router.get("/tickets/{ticket_id}")
     async def read_conversation(
         ticket_id: uuid.UUID, user: UserDep, session: SessionDep
     ) -> Conversation:
-        ticket, messages = await service.conversation(session, user_id=user.id, ticket_id=ticket_id)
+        ticket, history = await service.conversation(session, user_id=user.id, ticket_id=ticket_id)
+        messages = [
+            MessageOut.model_validate({**service.message_view(e.message), "seq": e.seq})
+            for e in history
+            if e.message is not None
+        ]
+        changes = [
+            StatusChangeOut(seq=e.seq, status=TicketStatus(e.status), at=e.at)
+            for e in history
+            if e.kind == STATUS
+        ]
         return Conversation(
             ticket=ticket_view(ticket),
-            messages=[MessageOut.model_validate(service.message_view(m)) for m in messages],
+            messages=messages,
+            status_changes=changes,
+            last_seq=history[-1].seq if history else 0,
         )
+
+    @router.get("/tickets/{ticket_id}/events", response_class=StreamingResponse)
+    async def conversation_events(
+        ticket_id: uuid.UUID,
+        user: UserDep,
+        after: Annotated[int, Query(ge=0)] = 0,
+    ) -> StreamingResponse:
+        """The conversation's events after `after`, then new ones as they happen: one JSON object
+        a line (NDJSON), read with fetch() so the request can carry `Authorization`."""
+        async with runtime.db.transaction() as session:  # 404 before the stream starts
+            await service.users_ticket(session, user_id=user.id, ticket_id=ticket_id)
+        hub = runtime.extras[HUB]
+        assert isinstance(hub, TicketEventHub)
+        return StreamingResponse(
+            conversation_stream(
+                db=runtime.db,
+                hub=hub,
+                ticket_id=ticket_id,
+                after=after,
+                poll_seconds=settings.live_poll_seconds,
+                stream_seconds=settings.live_stream_seconds,
+            ),
+            media_type="application/x-ndjson",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @router.post("/tickets/{ticket_id}/read")
+    async def mark_read(
+        ticket_id: uuid.UUID, body: ReadMarker, user: UserDep, session: SessionDep
+    ) -> ReadMarker:
+        """The user has seen the conversation up to event `seq`: its replies are no longer
+        unread. The marker only moves forward."""
+        seq = await service.mark_read(session, user_id=user.id, ticket_id=ticket_id, seq=body.seq)
+        return ReadMarker(seq=seq)
 
     @router.post("/tickets/{ticket_id}/messages", status_code=201)
     async def write_message(
