@@ -46,10 +46,9 @@ class StreamReader:
                 await self._task
             self._task = None
 
-    async def wait_for(
-        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
-    ) -> None:
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool]) -> None:
+        """Until `predicate(events)` holds (at most 20 s: a hung stream fails the test)."""
+        async with asyncio.timeout(20), self._changed:
             await self._changed.wait_for(lambda: predicate(self.events))
 
     async def _read(self, after: int, opened: asyncio.Event) -> None:
