@@ -15,6 +15,7 @@ from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
 from integration_kit.runtime import Runtime, build_dispatcher
 from tma_impl.integration.endpoints import integration_router
+from tma_impl.miniapp.routes import miniapp_router
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
 from tma_impl.settings import TmaSettings
@@ -88,5 +89,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     return create_backend_app(
         runtime,
         title="Mini App support",
-        routers=[integration_router(runtime), support_router(runtime)],
+        routers=[integration_router(runtime), support_router(runtime), miniapp_router(runtime)],
     )
