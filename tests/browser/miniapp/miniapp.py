@@ -37,7 +37,9 @@ class MiniApp:
     # --- where the customer is -----------------------------------------------------------
 
     async def wait_for_list(self) -> None:
-        await self.expect(self.page.locator("section.list-screen[data-loaded=true]")).to_be_visible()
+        await self.expect(
+            self.page.locator("section.list-screen[data-loaded=true]")
+        ).to_be_visible()
 
     async def wait_for_conversation(self, ticket_id: str | None = None) -> str:
         """Until a conversation is shown (loaded from the server); returns its ticket id."""
@@ -50,7 +52,9 @@ class MiniApp:
 
     async def wait_for_live(self) -> None:
         """Until the conversation's event stream is connected."""
-        await self.expect(self.page.locator("section.conversation-screen[data-live=true]")).to_be_attached()
+        await self.expect(
+            self.page.locator("section.conversation-screen[data-live=true]")
+        ).to_be_attached()
 
     # --- what the customer does ------------------------------------------------------------
 
@@ -79,7 +83,9 @@ class MiniApp:
         await self.wait_for_status("closed")
 
     async def reopen_ticket(self) -> None:
-        await self.page.get_by_role("button", name=re.compile("Reopen ticket|Открыть снова")).click()
+        await self.page.get_by_role(
+            "button", name=re.compile("Reopen ticket|Открыть снова")
+        ).click()
         await self.wait_for_status("open")
 
     async def go_back(self) -> None:
@@ -100,9 +106,13 @@ class MiniApp:
 
     def message(self, text: str, *, sender: str | None = None) -> Locator:
         classes = {"tma": ".mine", "crm": ".theirs", None: ""}[sender]
-        return self.page.locator(f"li.message{classes}", has=self.page.locator("p.body", has_text=text))
+        return self.page.locator(
+            f"li.message{classes}", has=self.page.locator("p.body", has_text=text)
+        )
 
-    async def wait_for_message(self, text: str, *, sender: str | None = None, state: str = "sent") -> Locator:
+    async def wait_for_message(
+        self, text: str, *, sender: str | None = None, state: str = "sent"
+    ) -> Locator:
         """Until a message with `text` is shown once, in `state` (sent, pending, sending)."""
         found = self.message(text, sender=sender)
         await self.expect(found).to_have_count(1)
@@ -110,7 +120,9 @@ class MiniApp:
         return found
 
     async def wait_for_status(self, status: str) -> None:
-        await self.expect(self.page.locator("section.conversation-screen")).to_have_attribute("data-status", status)
+        await self.expect(self.page.locator("section.conversation-screen")).to_have_attribute(
+            "data-status", status
+        )
 
     async def message_texts(self) -> list[str]:
         return [str(t) for t in await self.page.locator("li.message p.body").all_text_contents()]
@@ -122,7 +134,9 @@ class MiniApp:
         return dict(state)
 
     async def expect_main_button_visible(self) -> None:
-        await self.page.wait_for_function("window.__telegram.mainButton.isVisible", timeout=TIMEOUT_MS)
+        await self.page.wait_for_function(
+            "window.__telegram.mainButton.isVisible", timeout=TIMEOUT_MS
+        )
 
     async def telegram_calls(self) -> list[list[Any]]:
         return list(await self.page.evaluate("window.__telegram.calls"))
@@ -185,4 +199,7 @@ async def open_miniapp(
 
 def _absent() -> str:
     # Outside Telegram the real script loads but finds no launch data; so does this.
-    return "window.Telegram = {WebApp: {initData: '', initDataUnsafe: {}, themeParams: {}, onEvent() {}, ready() {}, expand() {}}};"
+    return (
+        "window.Telegram = {WebApp: {initData: '', initDataUnsafe: {}, themeParams: {},"
+        " onEvent() {}, ready() {}, expand() {}}};"
+    )

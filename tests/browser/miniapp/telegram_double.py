@@ -105,7 +105,9 @@ SCRIPT = """
   }
   const mainButton = control("MainButton", {
     text: "", isActive: true, isProgressVisible: false,
-    setText(text) { mainButton.text = text; record("MainButton.setText", text); return mainButton; },
+    setText(text) {
+      mainButton.text = text; record("MainButton.setText", text); return mainButton;
+    },
     enable() { mainButton.isActive = true; return mainButton; },
     disable() { mainButton.isActive = false; return mainButton; },
     showProgress() { mainButton.isProgressVisible = true; return mainButton; },

@@ -262,10 +262,24 @@ export function conversationScreen(app, ticketId) {
     readTimer = setTimeout(() => app.api.markRead(ticketId, lastSeq).catch(() => {}), 300);
   }
 
+  // Reconnects after the last event seen whenever the response ends or the network drops; going
+  // offline cuts the stream at once (a dead mobile connection may otherwise hang for minutes),
+  // coming back online reconnects without waiting out the backoff.
+  let cut = false;
+  let wake = () => {};
+  const onOffline = () => {
+    cut = true;
+    stream && stream.abort();
+  };
+  const onOnline = () => wake();
+
   async function live() {
     let delay = 500;
+    addEventListener("offline", onOffline);
+    addEventListener("online", onOnline);
     while (!stopped) {
       stream = new AbortController();
+      cut = false;
       try {
         for await (const event of app.api.events(ticketId, lastSeq, stream.signal)) {
           delay = 500;
@@ -279,12 +293,17 @@ export function conversationScreen(app, ticketId) {
           }
         }
       } catch (error) {
-        if (stopped || error.name === "AbortError") return;
+        if (stopped || (error.name === "AbortError" && !cut)) return;
         if (error instanceof ApiError && error.status === 404) return;
       }
       element.dataset.live = "false";
-      // The response ended or the network dropped: resume after the last event seen.
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
       delay = Math.min(delay * 2, RECONNECT_MAX_MS);
     }
   }
@@ -372,6 +391,8 @@ export function conversationScreen(app, ticketId) {
     },
     leave() {
       stopped = true;
+      removeEventListener("offline", onOffline);
+      removeEventListener("online", onOnline);
       stream && stream.abort();
       clearTimeout(readTimer);
       unsubscribe();
