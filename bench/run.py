@@ -464,6 +464,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             f" events/s. Target: drained in < 10 s. An unfinished drain stopped at"
             f" {args.backlog_timeout} s."
         )
+    if "miniapp" in args.only:
+        from miniapp_bench import measure, report  # bench/miniapp_bench.py
+
+        results["miniapp"] = await measure(work, args)
+        report(results["miniapp"])
     return results
 
 
@@ -475,7 +480,10 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--backlog", type=int, default=10_000, help="events queued")
     parser.add_argument("--backlog-timeout", type=float, default=90.0)
-    parser.add_argument("--only", nargs="+", default=["relay", "backlog"])
+    parser.add_argument("--miniapp-streams", type=int, default=20, help="open Mini App streams")
+    parser.add_argument("--miniapp-replies", type=int, default=100)
+    parser.add_argument("--miniapp-rate", type=float, default=10.0, help="operator replies/s")
+    parser.add_argument("--only", nargs="+", default=["relay", "backlog", "miniapp"])
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     OUT.mkdir(parents=True, exist_ok=True)

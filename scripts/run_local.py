@@ -17,6 +17,8 @@ def main() -> int:
         token = run_command("crm", stack, "operators", "add", "Demo operator").splitlines()[-1]
         init_data = run_command("tma", stack, "mint-initdata", "--header").strip()
         print(
+            f"\nMini App (customers):    {stack.tma_url}/app/\n"
+            "  (outside Telegram it signs you in as a development user)\n"
             f"\nTMA (Mini App support) listens on {stack.tma_url}\n"
             f"CRM (helpdesk)           listens on {stack.crm_url}\n"
             f"Data (SQLite):           {data_dir}\n\n"
