@@ -73,3 +73,70 @@ async def test_screenshots_of_every_screen(browser: Browser, stack: Stack, theme
         await app.context.set_offline(False)
         await app.wait_for_message(thanks, sender="tma")
         await app.close()
+
+
+# Relative luminance and contrast ratio (WCAG 2), on the colours chromium computed; a colour's
+# background is the first ancestor's that is not transparent.
+CONTRAST = """
+(selectors) => {
+  const parse = (value) => {
+    const numbers = value.match(/[\\d.]+/g).map(Number);
+    const srgb = value.startsWith("color(");
+    const [r, g, b] = srgb ? numbers.slice(0, 3).map((n) => n * 255) : numbers.slice(0, 3);
+    const alpha = srgb ? (numbers[3] ?? 1) : (numbers[3] ?? 1);
+    return { r, g, b, alpha };
+  };
+  const luminance = ({ r, g, b }) => {
+    const [R, G, B] = [r, g, b].map((c) => {
+      c /= 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  const background = (element) => {
+    for (let e = element; e; e = e.parentElement) {
+      const colour = parse(getComputedStyle(e).backgroundColor);
+      if (colour.alpha > 0.5) return colour;
+    }
+    return parse(getComputedStyle(document.body).backgroundColor);
+  };
+  const result = {};
+  for (const selector of selectors) {
+    const element = document.querySelector(selector);
+    if (!element) { result[selector] = null; continue; }
+    const [a, b] = [luminance(parse(getComputedStyle(element).color)), luminance(background(element))];
+    result[selector] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  return result;
+}
+"""
+TEXT = [
+    "h2.subject",
+    "li.message.mine p.body",
+    "li.message.theirs p.body",
+    "li.message.mine .meta",
+    "li.message.theirs .meta",
+    "li.message.theirs .who",
+    "li.system",
+    ".badge",
+    "#status-action",
+]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+async def test_text_is_readable_in_both_themes(browser: Browser, stack: Stack, theme: str) -> None:
+    """WCAG AA: every text of the conversation and the list at 4.5:1 against its background."""
+    await seed(stack)
+    app = await open_miniapp(browser, stack.tma_url, user=ANNA, bot_token=BOT_TOKEN, theme=theme)
+    await app.wait_for_list()
+    ratios = await app.page.evaluate(
+        CONTRAST, ["h2", ".ticket-subject", ".ticket-meta time", ".unread"]
+    )
+    await app.open_from_list("Payment failed")
+    await app.wait_for_message("Found it: the bank held it. It is paid now.", sender="crm")
+    ratios |= await app.page.evaluate(CONTRAST, TEXT)
+    low = {
+        selector: round(ratio, 2) for selector, ratio in ratios.items() if not ratio or ratio < 4.5
+    }
+    assert low == {}, low
+    await app.close()
