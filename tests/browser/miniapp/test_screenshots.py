@@ -81,9 +81,9 @@ CONTRAST = """
 (selectors) => {
   const parse = (value) => {
     const numbers = value.match(/[\\d.]+/g).map(Number);
-    const srgb = value.startsWith("color(");
+    const srgb = value.startsWith("color(");  // color-mix() computes to color(srgb r g b)
     const [r, g, b] = srgb ? numbers.slice(0, 3).map((n) => n * 255) : numbers.slice(0, 3);
-    const alpha = srgb ? (numbers[3] ?? 1) : (numbers[3] ?? 1);
+    const alpha = numbers[3] ?? 1;
     return { r, g, b, alpha };
   };
   const luminance = ({ r, g, b }) => {
@@ -104,7 +104,8 @@ CONTRAST = """
   for (const selector of selectors) {
     const element = document.querySelector(selector);
     if (!element) { result[selector] = null; continue; }
-    const [a, b] = [luminance(parse(getComputedStyle(element).color)), luminance(background(element))];
+    const a = luminance(parse(getComputedStyle(element).color));
+    const b = luminance(background(element));
     result[selector] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
   }
   return result;
