@@ -20,8 +20,8 @@ from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
 from tma_impl.settings import TmaSettings
 from tma_impl.support import events
-from tma_impl.support.endpoints import HUB, support_router
-from tma_impl.support.live import TicketEventHub
+from tma_impl.support.endpoints import HUB, WAKEUPS, support_router
+from tma_impl.support.live import PostgresWakeups, TicketEventHub, plain_postgres_dsn
 from tma_impl.support.service import TICKET_CREATED
 from tma_impl.tables import Message, Outbox, Ticket
 from tma_impl.telegram import BotApi, LogBotApi
@@ -73,6 +73,11 @@ def build_runtime(
     )
     hub = TicketEventHub()
     db.on_commit(events.WRITTEN, hub.notify)
+    extras: dict[str, object] = {HUB: hub}
+    if not db.is_sqlite:
+        wakeups = PostgresWakeups(plain_postgres_dsn(db.url), hub)
+        extras[WAKEUPS] = wakeups
+        closers.append(wakeups.close)
     return Runtime(
         settings=settings,
         db=db,
@@ -81,7 +86,7 @@ def build_runtime(
         peer=peer,
         dispatcher=dispatcher,
         closers=list(closers),
-        extras={HUB: hub},
+        extras=extras,
     )
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.browser.support import live_server
 from tests.e2e.helpers import AS_CRM, message_body
-from tests.support.databases import fresh_database
+from tests.support.databases import POSTGRES_URL, fresh_database
 from tests.support.event_stream import StreamReader
 from tests.support.pair import CRM_TO_TMA_TOKEN, TMA_TO_CRM_TOKEN
 from tests.tma_impl.telegram.fake_bot_api import FAKE_BOT_TOKEN
@@ -41,7 +42,9 @@ class Process:
 
 
 @asynccontextmanager
-async def two_api_processes(db_kind: str, tmp_path: Path) -> AsyncIterator[list[Process]]:
+async def two_api_processes(
+    db_kind: str, tmp_path: Path, poll_seconds: float = 0.2
+) -> AsyncIterator[list[Process]]:
     async with AsyncExitStack() as stack:
         url = await stack.enter_async_context(fresh_database(db_kind, "tma", tmp_path))
         processes = []
@@ -54,7 +57,7 @@ async def two_api_processes(db_kind: str, tmp_path: Path) -> AsyncIterator[list[
                     peer_token=TMA_TO_CRM_TOKEN,
                     bot_token=FAKE_BOT_TOKEN,
                     bot_api_base_url="http://bot.invalid",
-                    live_poll_seconds=0.2,
+                    live_poll_seconds=poll_seconds,
                 )
             )
             runtime.run_dispatcher = False
@@ -175,4 +178,22 @@ async def test_concurrent_writes_through_both_processes_get_one_gapless_sequence
         ).json()
         assert conversation["last_seq"] == 21
         assert [m["seq"] for m in conversation["messages"]] == list(range(1, 22))
+        await stream.disconnect()
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"] if POSTGRES_URL else [])
+async def test_on_postgresql_another_processs_commit_wakes_the_stream(
+    db_kind: str, tmp_path: Path
+) -> None:
+    """With the poll a minute away (longer than the test waits), only NOTIFY/LISTEN can bring
+    the other process's events."""
+    async with two_api_processes(db_kind, tmp_path, poll_seconds=60) as (writer, streamer):
+        ticket_id, crm_id = await open_ticket(writer), str(uuid.uuid4())
+        stream = StreamReader(streamer.client, ticket_id, user_headers())
+        await stream.connect(after=0)
+        await stream.wait_for(lambda events: len(events) == 1)
+        await operator_reply(writer, ticket_id, crm_id, "from the other process")
+        await operator_status(writer, ticket_id, crm_id, "in_progress")
+        await stream.wait_for(lambda events: len(events) == 3)
+        assert bodies(stream.events) == ["first", "from the other process", "in_progress"]
         await stream.disconnect()

@@ -14,7 +14,7 @@ from tma_impl.settings import TmaSettings
 from tma_impl.support import cursor, service
 from tma_impl.support.auth import UserDep
 from tma_impl.support.events import STATUS
-from tma_impl.support.live import TicketEventHub
+from tma_impl.support.live import PostgresWakeups, TicketEventHub
 from tma_impl.support.schemas import (
     Conversation,
     MessageOut,
@@ -29,7 +29,8 @@ from tma_impl.support.schemas import (
 from tma_impl.support.stream import conversation_stream
 from tma_impl.tables import Ticket
 
-HUB = "ticket_event_hub"  # Runtime.extras key
+HUB = "ticket_event_hub"  # Runtime.extras keys
+WAKEUPS = "ticket_event_wakeups"
 
 
 def ticket_view(ticket: Ticket, unread: int = 0) -> TicketOut:
@@ -119,6 +120,9 @@ def support_router(runtime: Runtime) -> APIRouter:
             await service.users_ticket(session, user_id=user.id, ticket_id=ticket_id)
         hub = runtime.extras[HUB]
         assert isinstance(hub, TicketEventHub)
+        wakeups = runtime.extras.get(WAKEUPS)
+        if isinstance(wakeups, PostgresWakeups):
+            await wakeups.start()  # before the first read: no commit falls between the two
         return StreamingResponse(
             conversation_stream(
                 db=runtime.db,

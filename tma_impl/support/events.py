@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tma_impl.support.live import CHANNEL
 from tma_impl.tables import Message, TicketEvent
 
 # session.info key: the tickets whose events this transaction wrote (woken after commit).
@@ -53,7 +54,15 @@ async def record_event(
     )
     assert seq is not None
     session.info.setdefault(WRITTEN, set()).add(ticket_id)
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit, to every process listening (see live.PostgresWakeups).
+        await session.execute(_notify(), {"payload": str(ticket_id)})
     return int(seq)
+
+
+@functools.cache
+def _notify() -> Any:
+    return select(func.pg_notify(CHANNEL, bindparam("payload")))
 
 
 @functools.cache
