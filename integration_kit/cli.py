@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
@@ -148,7 +150,28 @@ def _serve(
     host, port = args.host or settings.host, args.port or settings.port
     print(f"{backend.name}: listening on http://{host}:{port}", flush=True)
     tune_for_serving()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        # A backstop: streams end when told (`on_stopping`); anything still open then is cut.
+        timeout_graceful_shutdown=10,
+    )
+
+    class StoppingServer(uvicorn.Server):
+        """Tells the runtime at once when asked to stop, so open event streams (which last
+        minutes) end before uvicorn waits for open requests to finish."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            with contextlib.suppress(RuntimeError):  # no loop running yet: nothing is open
+                loop = asyncio.get_running_loop()
+                for callback in runtime.on_stopping:
+                    loop.call_soon_threadsafe(callback)
+
+    StoppingServer(config).run()
     return 0
 
 

@@ -32,6 +32,9 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     run_dispatcher: bool = True
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # Called (on the event loop) as soon as the server is asked to stop, before it waits for
+    # open requests: long-lived responses (the Mini App's event streams) end themselves there.
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)
 
     async def close(self) -> None:
         await self.dispatcher.stop()

@@ -87,6 +87,7 @@ def build_runtime(
         dispatcher=dispatcher,
         closers=list(closers),
         extras=extras,
+        on_stopping=[hub.stop],
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from integration_kit.runtime import Runtime
 from tests.browser.support import live_server
 from tests.e2e.helpers import AS_CRM, message_body
 from tests.support.databases import POSTGRES_URL, fresh_database
@@ -39,6 +40,7 @@ def user_headers() -> dict[str, str]:
 @dataclass
 class Process:
     client: httpx.AsyncClient
+    runtime: Runtime
 
 
 @asynccontextmanager
@@ -64,7 +66,7 @@ async def two_api_processes(
             stack.push_async_callback(runtime.close)
             base_url = await stack.enter_async_context(live_server(create_app(runtime)))
             client = await stack.enter_async_context(httpx.AsyncClient(base_url=base_url))
-            processes.append(Process(client=client))
+            processes.append(Process(client=client, runtime=runtime))
         yield processes
 
 
@@ -196,4 +198,29 @@ async def test_on_postgresql_another_processs_commit_wakes_the_stream(
         await operator_status(writer, ticket_id, crm_id, "in_progress")
         await stream.wait_for(lambda events: len(events) == 3)
         assert bodies(stream.events) == ["first", "from the other process", "in_progress"]
+        await stream.disconnect()
+
+
+async def test_streams_end_as_soon_as_the_server_is_asked_to_stop(tmp_path: Path) -> None:
+    """A stream lasts minutes; a stopping server must not wait for it (`serve` calls the
+    runtime's on_stopping hooks when it gets SIGTERM or SIGINT)."""
+    async with two_api_processes("sqlite", tmp_path, poll_seconds=60) as (first, _second):
+        ticket_id = await open_ticket(first)
+        response_ended = asyncio.Event()
+
+        async def read() -> None:
+            url = f"/api/support/tickets/{ticket_id}/events"
+            async with first.client.stream("GET", url, headers=user_headers()) as response:
+                async for _line in response.aiter_lines():
+                    pass
+            response_ended.set()
+
+        reader = asyncio.create_task(read())
+        stream = StreamReader(first.client, ticket_id, user_headers())
+        await stream.connect(after=0)  # a second stream, to know the server is streaming
+        for callback in first.runtime.on_stopping:
+            callback()
+        async with asyncio.timeout(10):
+            await response_ended.wait()
+        await reader
         await stream.disconnect()

@@ -28,6 +28,14 @@ class TicketEventHub:
 
     def __init__(self) -> None:
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self.stopping = False
+
+    def stop(self) -> None:
+        """The server is stopping: every stream ends now (its page resumes on another process)."""
+        self.stopping = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
 
     def notify(self, ticket_ids: Iterable[uuid.UUID]) -> None:
         for ticket_id in ticket_ids:

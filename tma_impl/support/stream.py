@@ -52,14 +52,15 @@ async def conversation_stream(
     stream_seconds: float,
 ) -> AsyncIterator[bytes]:
     """Lines: first `{"kind": "open", "seq": after}`, then events in order, `{"kind": "ping"}`
-    when idle; ends after `stream_seconds` (the client reconnects from its last seq)."""
+    when idle; ends after `stream_seconds`, or when the server stops (the client reconnects
+    from its last seq)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + stream_seconds
     last = after
     yield json.dumps({"kind": "open", "seq": after}).encode() + b"\n"
     quiet_since = loop.time()
     with hub.listen(ticket_id) as woken:
-        while (remaining := deadline - loop.time()) > 0:
+        while (remaining := deadline - loop.time()) > 0 and not hub.stopping:
             woken.clear()  # before reading: a commit from now on wakes the wait below
             async with db.transaction() as session:
                 batch = await events.events_after(
