@@ -301,3 +301,19 @@ async def test_the_page_follows_a_theme_change(browser: Browser, stack: Stack) -
     await app.page.wait_for_function(f"{background} === 'rgb(33, 33, 33)'")
     assert await app.page.locator("html").get_attribute("data-scheme") == "dark"
     await app.close()
+
+
+async def test_more_tickets_load_on_scroll(browser: Browser, stack: Stack) -> None:
+    for n in range(23):
+        await stack.pair.open_ticket(subject=f"Ticket {n:02}")
+        stack.pair.clock.advance(1)
+    app = await open_miniapp(browser, stack.tma_url, user=ANNA, bot_token=BOT_TOKEN)
+    await app.wait_for_list()
+    tickets = app.page.locator("a.ticket")
+    await app.expect(tickets).to_have_count(20)  # one page
+    await app.expect(tickets.first).to_contain_text("Ticket 22")  # newest activity first
+    await app.page.locator("button.more").scroll_into_view_if_needed()
+    await app.expect(tickets).to_have_count(23)
+    await app.expect(tickets.last).to_contain_text("Ticket 00")
+    await app.expect(app.page.locator("button.more")).to_be_hidden()
+    await app.close()
