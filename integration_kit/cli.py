@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -16,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
@@ -150,28 +148,18 @@ def _serve(
     host, port = args.host or settings.host, args.port or settings.port
     print(f"{backend.name}: listening on http://{host}:{port}", flush=True)
     tune_for_serving()
+    from integration_kit.serving import StoppingServer
+
+    # A backstop: open event streams end when told (Runtime.on_stopping); the rest is cut.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
-        # A backstop: streams end when told (`on_stopping`); anything still open then is cut.
         timeout_graceful_shutdown=10,
     )
-
-    class StoppingServer(uvicorn.Server):
-        """Tells the runtime at once when asked to stop, so open event streams (which last
-        minutes) end before uvicorn waits for open requests to finish."""
-
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            super().handle_exit(sig, frame)
-            with contextlib.suppress(RuntimeError):  # no loop running yet: nothing is open
-                loop = asyncio.get_running_loop()
-                for callback in runtime.on_stopping:
-                    loop.call_soon_threadsafe(callback)
-
-    StoppingServer(config).run()
+    StoppingServer(config, runtime).run()
     return 0
 
 

@@ -91,9 +91,9 @@ async def test_production_has_no_development_identity(tmp_path: Path) -> None:
     settings = TmaSettings(
         environment="production",
         database_url=f"sqlite:///{tmp_path / 'tma.db'}",
-        inbound_tokens=["a-real-looking-inbound-token"],
+        inbound_tokens=["inbound-7f3a9c2e5b8d4f1a6c0e9b3d7a2f5c8e"],
         peer_url="https://crm.example.test",
-        peer_token="a-real-looking-peer-token",
+        peer_token="peer-4c1d8e6b2a9f7c3e5d0b8a6f4e2c9d1b",
         bot_token=FAKE_BOT_TOKEN,
     )
     runtime = build_runtime(settings)

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.models import SenderType, StatusAccepted
 from integration_kit import endpoints
+from integration_kit.narrowing import narrowed
 from integration_kit.runtime import Runtime
 from integration_kit.schema import MessageColumns, TicketColumns
 from tma_impl.notifications import enqueue_reply_notification
@@ -20,8 +21,7 @@ def integration_router(runtime: Runtime) -> APIRouter:
     ) -> None:
         # In the same transaction: the user is told exactly once, even across replays, and the
         # Mini App's stream gets the reply under the ticket's row lock (taken by the receiver).
-        assert isinstance(ticket, Ticket)
-        assert isinstance(message, Message)
+        ticket, message = narrowed(ticket, Ticket), narrowed(message, Message)
         enqueue_reply_notification(session, ticket=ticket, message=message, now=runtime.clock.now())
         await events.record_event(
             session,

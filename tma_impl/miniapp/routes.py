@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
+from integration_kit.narrowing import narrowed
 from integration_kit.problems import NOT_FOUND, ProblemError
 from integration_kit.runtime import Runtime
 from integration_kit.settings import Environment
@@ -69,8 +70,7 @@ def _send(request: Request, asset: Asset, cache_control: str) -> Response:
 
 
 def miniapp_router(runtime: Runtime, assets: Assets | None = None) -> APIRouter:
-    settings = runtime.settings
-    assert isinstance(settings, TmaSettings)
+    settings = narrowed(runtime.settings, TmaSettings)
     page = assets or load_assets()
     router = APIRouter(include_in_schema=False)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from generated.models import TicketStatus
+from integration_kit.narrowing import narrowed
 from integration_kit.runtime import Runtime, SessionDep
 from tma_impl.settings import TmaSettings
 from tma_impl.support import cursor, service
@@ -47,8 +48,7 @@ def ticket_view(ticket: Ticket, unread: int = 0) -> TicketOut:
 
 def support_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/api/support", tags=["support"])
-    settings = runtime.settings
-    assert isinstance(settings, TmaSettings)
+    settings = narrowed(runtime.settings, TmaSettings)
 
     @router.post("/tickets", status_code=201)
     async def open_ticket(
@@ -118,8 +118,7 @@ def support_router(runtime: Runtime) -> APIRouter:
         a line (NDJSON), read with fetch() so the request can carry `Authorization`."""
         async with runtime.db.transaction() as session:  # 404 before the stream starts
             await service.users_ticket(session, user_id=user.id, ticket_id=ticket_id)
-        hub = runtime.extras[HUB]
-        assert isinstance(hub, TicketEventHub)
+        hub = narrowed(runtime.extras[HUB], TicketEventHub)
         wakeups = runtime.extras.get(WAKEUPS)
         if isinstance(wakeups, PostgresWakeups):
             await wakeups.start()  # before the first read: no commit falls between the two

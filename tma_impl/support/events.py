@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from integration_kit.narrowing import narrowed
 from tma_impl.support.live import CHANNEL
 from tma_impl.tables import Message, TicketEvent
 
@@ -52,7 +53,8 @@ async def record_event(
             "created_at": at,
         },
     )
-    assert seq is not None
+    if seq is None:  # INSERT ... RETURNING always returns the row it stored
+        raise RuntimeError(f"ticket {ticket_id}: the event was not stored")
     session.info.setdefault(WRITTEN, set()).add(ticket_id)
     if session.get_bind().dialect.name == "postgresql":
         # Delivered at commit, to every process listening (see live.PostgresWakeups).
@@ -68,8 +70,7 @@ def _notify() -> Any:
 @functools.cache
 def _insert_event() -> Any:
     # One statement: the next number is read and used in the same INSERT, under the row lock.
-    events = TicketEvent.__table__
-    assert isinstance(events, Table)
+    events = narrowed(TicketEvent.__table__, Table)
     next_seq = (
         select(func.coalesce(func.max(events.c.seq), 0) + 1)
         .where(events.c.ticket_id == bindparam("ticket_id"))

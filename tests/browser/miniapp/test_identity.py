@@ -27,9 +27,9 @@ async def served_tma(tmp_path: Path, environment: str) -> AsyncIterator[str]:
             TmaSettings(
                 environment=environment,
                 database_url=url,
-                inbound_tokens=["a-real-looking-inbound-token"],
+                inbound_tokens=["inbound-7f3a9c2e5b8d4f1a6c0e9b3d7a2f5c8e"],
                 peer_url="https://crm.example.test",
-                peer_token="a-real-looking-peer-token",
+                peer_token="peer-4c1d8e6b2a9f7c3e5d0b8a6f4e2c9d1b",
                 bot_token=FAKE_BOT_TOKEN,
             )
         )
