@@ -1,18 +1,19 @@
 """The Mini App's live conversation stream across two API processes on one database: events are
 numbered per ticket under the ticket's row lock, so a stream served by one process sees what the
 other wrote, in order, and a reconnect after the last event seen misses nothing and repeats
-nothing. (Two runtimes in this process stand for two processes: each has its own engine, pool and
-wake-ups, and they share only the database.)"""
+nothing.
+
+Process A is the wired pair's TMA (the CRM's replies and status changes reach it through the real
+CRM and its dispatcher, run by the test); process B is a second TMA runtime on A's database,
+served on loopback, with its own engine, pool and wake-ups: it shares only the database.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -20,97 +21,49 @@ import pytest
 
 from integration_kit.runtime import Runtime
 from tests.browser.support import live_server
-from tests.e2e.helpers import AS_CRM, message_body
-from tests.support.databases import POSTGRES_URL, fresh_database
+from tests.e2e.helpers import linked_ticket
 from tests.support.event_stream import StreamReader
-from tests.support.pair import CRM_TO_TMA_TOKEN, TMA_TO_CRM_TOKEN
+from tests.support.pair import Pair
 from tests.tma_impl.telegram.fake_bot_api import FAKE_BOT_TOKEN
 from tma_impl.app import build_runtime, create_app
 from tma_impl.settings import TmaSettings
-from tma_impl.telegram import TelegramUser, mint_init_data
-
-ANNA = TelegramUser(id=4242, first_name="Anna", language_code="en")
-
-
-def user_headers() -> dict[str, str]:
-    init_data = mint_init_data(bot_token=FAKE_BOT_TOKEN, user=ANNA, auth_date=datetime.now(UTC))
-    return {"Authorization": f"tma {init_data}"}
-
-
-@dataclass
-class Process:
-    client: httpx.AsyncClient
-    runtime: Runtime
 
 
 @asynccontextmanager
-async def two_api_processes(
-    db_kind: str, tmp_path: Path, poll_seconds: float = 0.2
-) -> AsyncIterator[list[Process]]:
-    async with AsyncExitStack() as stack:
-        url = await stack.enter_async_context(fresh_database(db_kind, "tma", tmp_path))
-        processes = []
-        for _ in range(2):
-            runtime = build_runtime(
-                TmaSettings(
-                    database_url=url,
-                    inbound_tokens=[CRM_TO_TMA_TOKEN],
-                    peer_url="http://crm.invalid",
-                    peer_token=TMA_TO_CRM_TOKEN,
-                    bot_token=FAKE_BOT_TOKEN,
-                    bot_api_base_url="http://bot.invalid",
-                    live_poll_seconds=poll_seconds,
-                )
-            )
-            runtime.run_dispatcher = False
-            stack.push_async_callback(runtime.close)
-            base_url = await stack.enter_async_context(live_server(create_app(runtime)))
-            client = await stack.enter_async_context(httpx.AsyncClient(base_url=base_url))
-            processes.append(Process(client=client, runtime=runtime))
-        yield processes
-
-
-async def open_ticket(process: Process) -> str:
-    body = {
-        "id": str(uuid.uuid4()),
-        "subject": "Payment failed",
-        "message": "first",
-        "message_id": str(uuid.uuid4()),
-    }
-    response = await process.client.post("/api/support/tickets", json=body, headers=user_headers())
-    assert response.status_code == 201, response.text
-    return body["id"]
-
-
-async def operator_reply(process: Process, ticket_id: str, crm_id: str, text: str) -> None:
-    body = message_body(
-        sender="crm",
-        ticket_id=ticket_id,
-        external_ticket_id=crm_id,
-        created_at=datetime.now(UTC),
-        text=text,
-        operator_name="Maria",
+async def second_process(pair: Pair, poll_seconds: float = 0.2) -> AsyncIterator[Any]:
+    """Process B: another TMA runtime on the pair's TMA database, served on loopback."""
+    runtime = build_runtime(
+        TmaSettings(
+            database_url=pair.tma_runtime.settings.database_url,
+            peer_url="http://crm.invalid",
+            bot_token=FAKE_BOT_TOKEN,
+            live_poll_seconds=poll_seconds,
+        ),
+        clock=pair.clock,
     )
-    response = await process.client.post("/api/integration/messages", json=body, headers=AS_CRM)
-    assert response.status_code == 201, response.text
+    runtime.run_dispatcher = False
+    try:
+        async with (
+            live_server(create_app(runtime)) as base_url,
+            httpx.AsyncClient(base_url=base_url) as client,
+        ):
+            yield client, runtime
+    finally:
+        await runtime.close()
 
 
-async def operator_status(process: Process, ticket_id: str, crm_id: str, status: str) -> None:
-    body = {
-        "ticket_id": ticket_id,
-        "external_ticket_id": crm_id,
-        "status": status,
-        "changed_at": datetime.now(UTC).isoformat(),
-    }
-    response = await process.client.post("/api/integration/status", json=body, headers=AS_CRM)
+async def status(pair: Pair, crm_id: str, value: str) -> None:
+    response = await pair.crm.post(
+        f"/api/crm/tickets/{crm_id}/status", json={"status": value}, headers=pair.operator_headers
+    )
     assert response.status_code == 200, response.text
 
 
-async def user_writes(process: Process, ticket_id: str, text: str) -> None:
-    response = await process.client.post(
+async def user_writes_on(client: httpx.AsyncClient, pair: Pair, ticket_id: str, text: str) -> None:
+    response = await client.post(
         f"/api/support/tickets/{ticket_id}/messages",
         json={"id": str(uuid.uuid4()), "message": text},
-        headers=user_headers(),
+        headers=pair.user_headers(),
     )
     assert response.status_code == 201, response.text
 
@@ -119,106 +72,123 @@ def bodies(events: list[dict[str, Any]]) -> list[str]:
     return [e["message"]["body"] if e["kind"] == "message" else e["status"] for e in events]
 
 
+async def history(pair: Pair, ticket_id: str) -> list[tuple[int, str]]:
+    """The conversation as process A reads it from the database: (seq, body or status)."""
+    conversation = await pair.conversation_in_tma(ticket_id)
+    items = [(m["seq"], m["body"]) for m in conversation["messages"]]
+    items += [(c["seq"], c["status"]) for c in conversation["status_changes"]]
+    return sorted(items)
+
+
+def seen(stream: StreamReader) -> list[tuple[int, str]]:
+    return list(zip([e["seq"] for e in stream.events], bodies(stream.events), strict=True))
+
+
 async def test_a_stream_on_one_process_sees_the_others_writes_and_resumes_without_gaps(
-    db_kind: str, tmp_path: Path
+    pair: Pair,
 ) -> None:
-    async with two_api_processes(db_kind, tmp_path) as (writer, streamer):
-        ticket_id, crm_id = await open_ticket(writer), str(uuid.uuid4())
-        stream = StreamReader(streamer.client, ticket_id, user_headers())
+    linked = await linked_ticket(pair)  # event 1: the first message, written through A
+    async with second_process(pair) as (client, _runtime):
+        stream = StreamReader(client, linked.tma_id, pair.user_headers())
         await stream.connect(after=0)
         await stream.wait_for(lambda events: len(events) == 1)
 
-        await operator_reply(writer, ticket_id, crm_id, "reply 1")
-        await operator_status(writer, ticket_id, crm_id, "in_progress")
-        await stream.wait_for(lambda events: len(events) == 3)
+        await pair.operator_replies(linked.crm_id, "reply 1")
+        await status(pair, linked.crm_id, "in_progress")
+        await pair.sync()  # stored through A
+        await stream.wait_for(lambda events: "in_progress" in bodies(events))
 
         await stream.disconnect()  # the phone lost its network
-        await operator_reply(writer, ticket_id, crm_id, "reply 2")
-        await user_writes(streamer, ticket_id, "user 2")
-        await operator_status(writer, ticket_id, crm_id, "closed")
+        await pair.operator_replies(linked.crm_id, "reply 2")
+        await pair.sync()
+        await user_writes_on(client, pair, linked.tma_id, "user 2")
+        await status(pair, linked.crm_id, "closed")
+        await pair.sync()
         await stream.connect()  # resumes after the last event it saw
-        await operator_reply(writer, ticket_id, crm_id, "reply 3")
-        await stream.wait_for(lambda events: len(events) == 7)
+        await pair.operator_replies(linked.crm_id, "reply 3")
+        await pair.sync()
+        expected = await history(pair, linked.tma_id)
+        await stream.wait_for(lambda events: len(events) == len(expected))
 
-        assert [e["seq"] for e in stream.events] == list(range(1, 8))
-        assert bodies(stream.events) == [
-            "first",
-            "reply 1",
-            "in_progress",
-            "reply 2",
-            "user 2",
-            "closed",
-            "reply 3",
-        ]
-        reply = stream.events[1]["message"]
-        assert (reply["sender_type"], reply["operator_name"]) == ("crm", "Maria")
+        # Every event once, in order, as the database holds them; each write is among them.
+        assert seen(stream) == expected
+        assert [seq for seq, _ in expected] == list(range(1, len(expected) + 1))
+        labels = [label for _, label in expected]
+        for label in ("reply 1", "in_progress", "reply 2", "user 2", "closed", "reply 3"):
+            assert labels.count(label) == 1, labels
+        assert labels.index("reply 2") < labels.index("user 2") < labels.index("reply 3")
+        [reply] = [e["message"] for e in stream.events if bodies([e]) == ["reply 1"]]
+        assert (reply["sender_type"], reply["operator_name"]) == ("crm", pair.operator_name)
         assert stream.events[-1]["status"] == "closed"  # an operator's reply does not reopen
         assert stream.connections == 2
         await stream.disconnect()
 
 
 async def test_concurrent_writes_through_both_processes_get_one_gapless_sequence(
-    db_kind: str, tmp_path: Path
+    pair: Pair,
 ) -> None:
     """Writers on both processes at once: every event gets its own number, none is skipped, and
     a stream reads them all in the order they committed."""
-    async with two_api_processes(db_kind, tmp_path) as (first, second):
-        ticket_id, crm_id = await open_ticket(first), str(uuid.uuid4())
-        stream = StreamReader(second.client, ticket_id, user_headers())
+    linked = await linked_ticket(pair)
+    async with second_process(pair) as (client, _runtime):
+        stream = StreamReader(client, linked.tma_id, pair.user_headers())
         await stream.connect(after=0)
-        writes = [operator_reply(first, ticket_id, crm_id, f"op {n}") for n in range(10)]
-        writes += [user_writes(second, ticket_id, f"user {n}") for n in range(10)]
-        await asyncio.gather(*writes)
-        await stream.wait_for(lambda events: len(events) == 21)
-        assert [e["seq"] for e in stream.events] == list(range(1, 22))
-        assert sorted(bodies(stream.events)[1:]) == sorted(
+        for n in range(10):
+            await pair.operator_replies(linked.crm_id, f"op {n}")
+        # The CRM's dispatcher delivers the replies to A while the user writes through B.
+        writes = [user_writes_on(client, pair, linked.tma_id, f"user {n}") for n in range(10)]
+        await asyncio.gather(pair.sync(), *writes)
+        expected = await history(pair, linked.tma_id)
+        await stream.wait_for(lambda events: len(events) == len(expected))
+        # A fresh read of the conversation through A agrees with the stream from B.
+        assert seen(stream) == expected
+        assert [seq for seq, _ in expected] == list(range(1, len(expected) + 1))
+        messages = [label for _, label in expected if label.startswith(("op ", "user "))]
+        assert sorted(messages) == sorted(
             [f"op {n}" for n in range(10)] + [f"user {n}" for n in range(10)]
         )
-        # A fresh read of the conversation agrees with the stream.
-        conversation = (
-            await first.client.get(f"/api/support/tickets/{ticket_id}", headers=user_headers())
-        ).json()
-        assert conversation["last_seq"] == 21
-        assert [m["seq"] for m in conversation["messages"]] == list(range(1, 22))
         await stream.disconnect()
 
 
-@pytest.mark.parametrize("db_kind", ["postgresql"] if POSTGRES_URL else [])
-async def test_on_postgresql_another_processs_commit_wakes_the_stream(
-    db_kind: str, tmp_path: Path
-) -> None:
-    """With the poll a minute away (longer than the test waits), only NOTIFY/LISTEN can bring
-    the other process's events."""
-    async with two_api_processes(db_kind, tmp_path, poll_seconds=60) as (writer, streamer):
-        ticket_id, crm_id = await open_ticket(writer), str(uuid.uuid4())
-        stream = StreamReader(streamer.client, ticket_id, user_headers())
+async def test_on_postgresql_another_processs_commit_wakes_the_stream(pair: Pair) -> None:
+    """With B's poll a minute away (longer than the test waits), only NOTIFY/LISTEN can bring
+    A's events to B's stream."""
+    if not pair.tma_runtime.db.url.startswith("postgresql"):
+        pytest.skip("NOTIFY/LISTEN is PostgreSQL's; SQLite streams poll")
+    linked = await linked_ticket(pair)
+    async with second_process(pair, poll_seconds=60) as (client, _runtime):
+        stream = StreamReader(client, linked.tma_id, pair.user_headers())
         await stream.connect(after=0)
         await stream.wait_for(lambda events: len(events) == 1)
-        await operator_reply(writer, ticket_id, crm_id, "from the other process")
-        await operator_status(writer, ticket_id, crm_id, "in_progress")
-        await stream.wait_for(lambda events: len(events) == 3)
-        assert bodies(stream.events) == ["first", "from the other process", "in_progress"]
+        await pair.operator_replies(linked.crm_id, "from the other process")
+        await status(pair, linked.crm_id, "in_progress")
+        await pair.sync()
+        expected = await history(pair, linked.tma_id)
+        await stream.wait_for(lambda events: len(events) == len(expected))
+        assert seen(stream) == expected
+        assert "from the other process" in bodies(stream.events)
         await stream.disconnect()
 
 
-async def test_streams_end_as_soon_as_the_server_is_asked_to_stop(tmp_path: Path) -> None:
+async def test_streams_end_as_soon_as_the_server_is_asked_to_stop(pair: Pair) -> None:
     """A stream lasts minutes; a stopping server must not wait for it (`serve` calls the
     runtime's on_stopping hooks when it gets SIGTERM or SIGINT)."""
-    async with two_api_processes("sqlite", tmp_path, poll_seconds=60) as (first, _second):
-        ticket_id = await open_ticket(first)
+    ticket = await pair.open_ticket()
+    async with second_process(pair, poll_seconds=60) as (client, runtime):
         response_ended = asyncio.Event()
 
         async def read() -> None:
-            url = f"/api/support/tickets/{ticket_id}/events"
-            async with first.client.stream("GET", url, headers=user_headers()) as response:
+            url = f"/api/support/tickets/{ticket['id']}/events"
+            async with client.stream("GET", url, headers=pair.user_headers()) as response:
                 async for _line in response.aiter_lines():
                     pass
             response_ended.set()
 
         reader = asyncio.create_task(read())
-        stream = StreamReader(first.client, ticket_id, user_headers())
+        stream = StreamReader(client, ticket["id"], pair.user_headers())
         await stream.connect(after=0)  # a second stream, to know the server is streaming
-        for callback in first.runtime.on_stopping:
+        stopping: Runtime = runtime
+        for callback in stopping.on_stopping:
             callback()
         async with asyncio.timeout(10):
             await response_ended.wait()

@@ -94,6 +94,9 @@ async def test_production_has_no_development_identity(tmp_path: Path) -> None:
         inbound_tokens=["inbound-7f3a9c2e5b8d4f1a6c0e9b3d7a2f5c8e"],
         peer_url="https://crm.example.test",
         peer_token="peer-4c1d8e6b2a9f7c3e5d0b8a6f4e2c9d1b",
+        # Standard Webhooks secrets, for versions that sign integration requests.
+        inbound_signing_secrets=["whsec_dMIn+dgOCeYm9vg0arxqQd5UuYU9xn2SybrScQEVsRY="],
+        peer_signing_secret="whsec_CpUp4dBVGjbx9m4sjEdWuvZt52GE/Dw+5MS8P99wO+I=",
         bot_token=FAKE_BOT_TOKEN,
     )
     runtime = build_runtime(settings)
