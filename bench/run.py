@@ -772,6 +772,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for section in ("relay", "backlog"):
         for run in results.get(section, {}).get("runs", []):
             print(f"{section} {run['variant']}: rate-limit peaks {run['rate_limit_peaks']}")
+    if "miniapp" in args.only:
+        from miniapp_bench import measure, report  # bench/miniapp_bench.py
+
+        results["miniapp"] = await measure(work, args)
+        report(results["miniapp"])
     return results
 
 
@@ -800,7 +805,12 @@ def main() -> int:
         "--receiving", type=int, default=6000, help="rate-limit section: requests per variant"
     )
     parser.add_argument("--receiving-rounds", type=int, default=6, help="bursts per variant")
-    parser.add_argument("--only", nargs="+", default=["relay", "receiver", "backlog", "ratelimit"])
+    parser.add_argument("--miniapp-streams", type=int, default=20, help="open Mini App streams")
+    parser.add_argument("--miniapp-replies", type=int, default=100)
+    parser.add_argument("--miniapp-rate", type=float, default=10.0, help="operator replies/s")
+    parser.add_argument(
+        "--only", nargs="+", default=["relay", "receiver", "backlog", "ratelimit", "miniapp"]
+    )
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     OUT.mkdir(parents=True, exist_ok=True)

@@ -280,9 +280,19 @@ def _serve(
     app = backend.create_app(runtime)
     print(f"{backend.name}: listening on http://{host}:{sock.getsockname()[1]}", flush=True)
     tune_for_serving()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    from integration_kit.serving import StoppingServer
+
+    # A backstop: open event streams end when told (Runtime.on_stopping); the rest is cut.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     with sock:
-        uvicorn.Server(config).run(sockets=[sock])
+        StoppingServer(config, runtime).run(sockets=[sock])
     return 0
 
 

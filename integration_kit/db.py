@@ -163,6 +163,7 @@ class Database:
         self.engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._after_outbox_commit: list[Callable[[], None]] = []
+        self._after_commit: dict[str, list[Callable[[Any], None]]] = {}
 
     @classmethod
     def for_backend(cls, settings: IntegrationSettings, name: str) -> Database:
@@ -181,6 +182,11 @@ class Database:
         """Call `callback` after every commit that wrote outbox rows (wakes the dispatcher)."""
         self._after_outbox_commit.append(callback)
 
+    def on_commit(self, key: str, callback: Callable[[Any], None]) -> None:
+        """Call `callback(session.info[key])` after every commit of a session that set that key
+        (the Mini App's live streams are woken this way when a ticket's events were written)."""
+        self._after_commit.setdefault(key, []).append(callback)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session whose work commits on success and rolls back on any error.
@@ -197,6 +203,10 @@ class Database:
             if session.info.pop("outbox_written", False):
                 for callback in self._after_outbox_commit:
                     callback()
+            for key, callbacks in self._after_commit.items():
+                if (value := session.info.pop(key, None)) is not None:
+                    for after in callbacks:
+                        after(value)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

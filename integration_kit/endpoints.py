@@ -6,7 +6,7 @@ A backend adds the operations only it serves (the CRM's createTicket) to the rou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -32,7 +32,9 @@ CURSOR = "^[0-9a-z.]+$"
 MAX_PAGE = 500
 
 # Runs in the transaction that stored a new message (never for a replay).
-OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], None]
+OnMessageStored = Callable[[AsyncSession, TicketColumns, MessageColumns], Awaitable[None]]
+# Runs in the transaction that applied a status change (never for an older or equal one).
+OnStatusApplied = Callable[[AsyncSession, StatusAccepted], Awaitable[None]]
 
 
 def integration_router(
@@ -44,6 +46,7 @@ def integration_router(
     feed: FeedTables,
     message_columns: Callable[[MessageRequest], dict[str, Any]] | None = None,
     on_message_stored: OnMessageStored | None = None,
+    on_status_applied: OnStatusApplied | None = None,
 ) -> APIRouter:
     """Serve postMessage and postStatus for messages written on the `caller` side, and this
     side's change feed."""
@@ -76,7 +79,7 @@ def integration_router(
             extra=message_columns(request) if message_columns else None,
         )
         if created and on_message_stored is not None:
-            on_message_stored(session, ticket, message)
+            await on_message_stored(session, ticket, message)
         response.status_code = 201 if created else 200
         return answer
 
@@ -85,13 +88,16 @@ def integration_router(
         request: Annotated[StatusRequest, Depends(contract_body(StatusRequest))],
         session: SessionDep,
     ) -> StatusAccepted:
-        return await receive_status(
+        answer = await receive_status(
             session,
             request=request,
             ticket_model=ticket_model,
             message_model=message_model,
             change_log=feed.log,
         )
+        if answer.applied and on_status_applied is not None:
+            await on_status_applied(session, answer)
+        return answer
 
     # Absent optional fields are left out, never sent as null (the contract says so).
     @router.get("/changes", operation_id="listChanges", response_model_exclude_none=True)

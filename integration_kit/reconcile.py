@@ -60,7 +60,7 @@ ListChanges = Callable[..., Awaitable[Response[Any]]]
 # Creates, from the peer's copy, a ticket this side does not hold; None when it cannot.
 AdoptTicket = Callable[[AsyncSession, ChangeItem, datetime], Awaitable[TicketColumns | None]]
 # Runs after a peer's message was stored by reconcile and had never reached this side before.
-OnNewMessage = Callable[[AsyncSession, TicketColumns, Any, datetime], None]
+OnNewMessage = Callable[[AsyncSession, TicketColumns, Any, datetime], Awaitable[None]]
 
 
 class ReconcileError(Exception):
@@ -365,7 +365,7 @@ async def _message(
     summary.note("message", f"{message.id} in ticket {stored_ticket.id}")
     if side.on_new_message is not None:
         # Never stored here before, so never notified: told once, in this transaction.
-        side.on_new_message(session, stored_ticket, message, now)
+        await side.on_new_message(session, stored_ticket, message, now)
         summary.counts["notified"] += 1
 
 

@@ -44,6 +44,10 @@ class Runtime:
         for service in self.services:
             service.start()
 
+    # Called (on the event loop) as soon as the server is asked to stop, before it waits for
+    # open requests: long-lived responses (the Mini App's event streams) end themselves there.
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)
+
     async def close(self) -> None:
         for service in self.services:
             await service.stop()

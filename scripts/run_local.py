@@ -54,6 +54,8 @@ def main() -> int:
         # as soon as the line saying how to stop is out.
         try:
             print(
+                f"\nMini App (customers):    {stack.tma_url}/app/\n"
+                "  (outside Telegram it signs you in as a development user)\n"
                 f"\nTMA (Mini App support) listens on {stack.tma_url}\n"
                 f"CRM (helpdesk)           listens on {stack.crm_url}\n"
                 f"Data (SQLite):           {data_dir}\n\n"

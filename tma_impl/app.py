@@ -21,11 +21,14 @@ from integration_kit.runtime import Runtime, build_dispatcher, build_rate_limite
 from tma_impl.integration.endpoints import integration_router
 from tma_impl.integration.reconcile import reconcile_side
 from tma_impl.legacy import routes as legacy_routes
+from tma_impl.miniapp.routes import miniapp_router
 from tma_impl.notifications import NOTIFY_REPLY, ReplyNotificationSender
 from tma_impl.outbound import TicketCreatedSender
 from tma_impl.settings import TmaSettings
+from tma_impl.support import events
 from tma_impl.support.document import USER_API
-from tma_impl.support.endpoints import support_router
+from tma_impl.support.endpoints import HUB, WAKEUPS, support_router
+from tma_impl.support.live import PostgresWakeups, TicketEventHub, plain_postgres_dsn
 from tma_impl.support.service import TICKET_CREATED
 from tma_impl.tables import Message, Outbox, Ticket
 from tma_impl.telegram import BotApi, LogBotApi
@@ -78,6 +81,13 @@ def build_runtime(
     dispatcher = build_dispatcher(
         settings=settings, db=db, repository=repository, senders=senders, clock=clock
     )
+    hub = TicketEventHub()
+    db.on_commit(events.WRITTEN, hub.notify)
+    extras: dict[str, object] = {HUB: hub}
+    if not db.is_sqlite:
+        wakeups = PostgresWakeups(plain_postgres_dsn(db.url), hub)
+        extras[WAKEUPS] = wakeups
+        closers.append(wakeups.close)
     runtime = Runtime(
         settings=settings,
         db=db,
@@ -89,6 +99,8 @@ def build_runtime(
             settings, side="tma", limits={USER_SCOPE: settings.user_rate_limit}
         ),
         closers=list(closers),
+        extras=extras,
+        on_stopping=[hub.stop],
     )
     loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository))
     if loop is not None:
@@ -101,7 +113,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = create_backend_app(
         runtime,
         title="Mini App support",
-        routers=[integration_router(runtime), support_router(runtime), *docs],
+        routers=[
+            integration_router(runtime),
+            support_router(runtime),
+            miniapp_router(runtime),
+            *docs,
+        ],
     )
     if runtime.settings.legacy.routes_enabled:  # the cut-over window (docs/cutover.md)
         calls = LegacyRouteCalls(legacy_routes.ROUTES)

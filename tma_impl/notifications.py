@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from integration_kit.outbox import ClaimedEvent, Delivery, enqueue
 from integration_kit.retry import Delivered, Dropped, Failure, Outcome, RetryLater
 from integration_kit.schema import Channel
+from tma_impl.miniapp.links import ticket_url
 from tma_impl.tables import Message, Outbox, Ticket
 from tma_impl.telegram import MessageSender, reply_notification_text
 
@@ -47,8 +48,7 @@ class ReplyNotificationSender:
     def open_url(self, event: ClaimedEvent) -> str | None:
         if not self.webapp_url:
             return None
-        separator = "&" if "?" in self.webapp_url else "?"
-        return f"{self.webapp_url}{separator}ticket={event.ticket_id}"
+        return ticket_url(self.webapp_url, event.ticket_id)
 
     async def send(self, event: ClaimedEvent) -> Outcome:
         result = await self.bot.send_message(

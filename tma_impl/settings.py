@@ -43,6 +43,11 @@ class TmaSettings(IntegrationSettings):
     init_data_max_age_seconds: int = Field(24 * 3600, ge=60)
     # Per Telegram user on the user API (/api/support); "" for none (docs/rate-limits.md).
     user_rate_limit: str = USER_RATE_LIMIT
+    # The Mini App's live stream: how often an open stream looks for events another API process
+    # wrote (this process's own wake it at once), and how long one response lasts before the
+    # page reconnects from its last event.
+    live_poll_seconds: float = Field(1.0, gt=0, le=60)
+    live_stream_seconds: float = Field(300.0, gt=0)
 
     @field_validator("user_rate_limit")
     @classmethod

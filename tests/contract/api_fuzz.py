@@ -141,6 +141,9 @@ def _is_uuid(value: object) -> bool:
         return False
 
 
+MAX_CURSOR = 200  # the user API's `after` (tma_impl/support/endpoints.py)
+
+
 def aim(api: Api, case: schemathesis.Case) -> schemathesis.Case:
     """Point a generated request at the seeded tickets; only a valid id is replaced, by another
     valid one, so a negative case stays as invalid as it was generated. One case in eight keeps
@@ -150,6 +153,12 @@ def aim(api: Api, case: schemathesis.Case) -> schemathesis.Case:
     params = case.path_parameters or {}
     if slot != 0 and _is_uuid(params.get("ticket_id")):
         params["ticket_id"] = str(tickets[pick % len(tickets)].receiver_id)
+    # A made-up page cursor is refused by design (422: the server made none such); a valid one
+    # comes only from a previous page, so a schema-valid `after` is dropped to reach the list.
+    query = case.query or {}
+    after = query.get("after")
+    if isinstance(after, str) and 0 < len(after) <= MAX_CURSOR:
+        del query["after"]
     body = case.body
     if slot == 1 and isinstance(body, dict):
         for key in ("id", "message_id"):

@@ -5,24 +5,42 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from generated.models import SenderType
+from generated.models import SenderType, StatusAccepted
 from integration_kit import endpoints
 from integration_kit.narrowing import narrowed
 from integration_kit.runtime import Runtime
 from integration_kit.schema import MessageColumns, TicketColumns
 from tma_impl.integration.feed import FEED
 from tma_impl.notifications import enqueue_reply_notification
+from tma_impl.support import events
 from tma_impl.tables import Message, Ticket
 
 
 def integration_router(runtime: Runtime) -> APIRouter:
-    def notify_user(session: AsyncSession, ticket: TicketColumns, message: MessageColumns) -> None:
-        # In the same transaction: the user is told exactly once, even across replays.
-        enqueue_reply_notification(
+    async def on_reply(
+        session: AsyncSession, ticket: TicketColumns, message: MessageColumns
+    ) -> None:
+        # In the same transaction: the user is told exactly once, even across replays, and the
+        # Mini App's stream gets the reply under the ticket's row lock (taken by the receiver).
+        ticket, message = narrowed(ticket, Ticket), narrowed(message, Message)
+        enqueue_reply_notification(session, ticket=ticket, message=message, now=runtime.clock.now())
+        await events.record_event(
             session,
-            ticket=narrowed(ticket, Ticket),
-            message=narrowed(message, Message),
-            now=runtime.clock.now(),
+            ticket_id=ticket.id,
+            kind=events.MESSAGE,
+            status=ticket.status,
+            at=message.created_at,
+            message_seq=message.seq,
+            sender_type=message.sender_type,
+        )
+
+    async def on_status(session: AsyncSession, answer: StatusAccepted) -> None:
+        await events.record_event(
+            session,
+            ticket_id=answer.ticket_id,
+            kind=events.STATUS,
+            status=answer.status.value,
+            at=answer.status_changed_at,
         )
 
     return endpoints.integration_router(
@@ -32,5 +50,6 @@ def integration_router(runtime: Runtime) -> APIRouter:
         message_model=Message,
         feed=FEED,
         message_columns=lambda request: {"operator_name": request.operator_name},
-        on_message_stored=notify_user,
+        on_message_stored=on_reply,
+        on_status_applied=on_status,
     )

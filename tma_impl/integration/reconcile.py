@@ -18,6 +18,7 @@ from integration_kit.reconcile import ReconcileSide
 from integration_kit.schema import ChangeKind, TicketColumns
 from tma_impl.integration.feed import FEED
 from tma_impl.notifications import enqueue_reply_notification
+from tma_impl.support import events
 from tma_impl.tables import ChangeLog, Message, TelegramUser, Ticket
 
 
@@ -80,9 +81,19 @@ async def adopt_ticket(
     return ticket
 
 
-def _notify(session: AsyncSession, ticket: Any, message: Any, now: datetime) -> None:
-    enqueue_reply_notification(
-        session, ticket=narrowed(ticket, Ticket), message=narrowed(message, Message), now=now
+async def _on_new_message(session: AsyncSession, ticket: Any, message: Any, now: datetime) -> None:
+    """A reply this side never had: notified once and shown on the Mini App's stream, as on
+    receipt (the receiving rule has locked the ticket's row)."""
+    ticket, message = narrowed(ticket, Ticket), narrowed(message, Message)
+    enqueue_reply_notification(session, ticket=ticket, message=message, now=now)
+    await events.record_event(
+        session,
+        ticket_id=ticket.id,
+        kind=events.MESSAGE,
+        status=ticket.status,
+        at=message.created_at,
+        message_seq=message.seq,
+        sender_type=message.sender_type,
     )
 
 
@@ -98,5 +109,5 @@ def reconcile_side(*, outbox: OutboxRepository) -> ReconcileSide:
         list_changes=list_changes.asyncio_detailed,
         adopt_ticket=adopt_ticket,
         message_columns=_message_columns,
-        on_new_message=_notify,
+        on_new_message=_on_new_message,
     )

@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from generated.models import Attachment, SenderType, TicketStatus
+from integration_kit.changelog import log_change
 from integration_kit.inbound import (
     attachments_json,
     insert_unless_stored,
+    log_status,
     not_known,
     reject_telegram_file_urls,
     ticket_query,
@@ -35,8 +37,10 @@ from integration_kit.inbound import (
 )
 from integration_kit.legacy_routes import LegacyRouteCalls, legacy_guard
 from integration_kit.runtime import Runtime, SessionDep
+from integration_kit.schema import ChangeKind
 from tma_impl.notifications import enqueue_reply_notification
-from tma_impl.tables import Message, Ticket
+from tma_impl.support import events
+from tma_impl.tables import ChangeLog, Message, Ticket
 
 OLD_MESSAGE = "/api/support/webhook/message"
 OLD_STATUS = "/api/support/webhook/status"
@@ -110,6 +114,20 @@ def legacy_router(runtime: Runtime, calls: LegacyRouteCalls) -> APIRouter:
         )
         message = Message(seq=stored, **values)
         await update_ticket(session, ticket, {"updated_at": now} if now > ticket.updated_at else {})
+        # As a reply received over the contract: in the change feed, on the Mini App's stream
+        # (the ticket's row is locked by _ticket), and notified once.
+        await log_change(
+            session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message.id
+        )
+        await events.record_event(
+            session,
+            ticket_id=ticket.id,
+            kind=events.MESSAGE,
+            status=ticket.status,
+            at=now,
+            message_seq=stored,
+            sender_type=SenderType.crm.value,
+        )
         enqueue_reply_notification(session, ticket=ticket, message=message, now=now)
         return {"ticket_id": ticket.id, "message_id": message.id}
 
@@ -124,6 +142,10 @@ def legacy_router(runtime: Runtime, calls: LegacyRouteCalls) -> APIRouter:
                 session,
                 ticket,
                 {"status": body.status.value, "status_changed_at": now, "updated_at": now},
+            )
+            await log_status(session, ChangeLog, ticket)
+            await events.record_event(
+                session, ticket_id=ticket.id, kind=events.STATUS, status=body.status.value, at=now
             )
         return {"ticket_id": ticket.id, "status": ticket.status}
 

@@ -54,6 +54,15 @@ class TicketOut(BaseModel):
     updated_at: datetime
     # Whether the CRM has acknowledged the ticket (its id is known here).
     synced: bool = False
+    # Operator replies the user has not seen (after their read marker).
+    unread: int = 0
+
+
+class TicketPage(BaseModel):
+    """A page of the user's tickets; `next_cursor` asks for the next one (null: no more)."""
+
+    tickets: list[TicketOut]
+    next_cursor: str | None
 
 
 class MessageOut(BaseModel):
@@ -66,8 +75,35 @@ class MessageOut(BaseModel):
     attachments: list[dict[str, Any]]
     created_at: datetime
     delivered: bool = False
+    # The message's number in its ticket's conversation events (see `EventOut`).
+    seq: int | None = None
+
+
+class EventOut(BaseModel):
+    """One line of a conversation's event stream: a message, or a status change. `status` is
+    the ticket's status once the event happened."""
+
+    seq: int
+    kind: str
+    status: TicketStatus
+    at: datetime
+    message: MessageOut | None = None
+
+
+class StatusChangeOut(BaseModel):
+    seq: int
+    status: TicketStatus
+    at: datetime
 
 
 class Conversation(BaseModel):
+    """A ticket's whole conversation; `last_seq` is where its event stream resumes."""
+
     ticket: TicketOut
     messages: list[MessageOut]
+    status_changes: list[StatusChangeOut] = []
+    last_seq: int = 0
+
+
+class ReadMarker(BaseModel):
+    seq: Annotated[int, Field(ge=0)]

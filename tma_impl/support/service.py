@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.models import (
@@ -36,7 +38,8 @@ from integration_kit.outbox import enqueue
 from integration_kit.problems import CONFLICT, NOT_FOUND, ProblemError
 from integration_kit.schema import ChangeKind
 from tma_impl import telegram
-from tma_impl.tables import ChangeLog, Message, Outbox, TelegramUser, Ticket
+from tma_impl.support import events
+from tma_impl.tables import ChangeLog, Message, Outbox, TelegramUser, Ticket, TicketEvent
 
 TICKET_CREATED = "ticket_created"
 
@@ -119,6 +122,16 @@ async def open_ticket(
     await log_change(
         session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket_id, message_id=message_id
     )
+    await session.flush()  # the message's seq, for its event
+    await events.record_event(
+        session,
+        ticket_id=ticket_id,
+        kind=events.MESSAGE,
+        status=TicketStatus.open,
+        at=now,
+        message_seq=message.seq,
+        sender_type=SenderType.tma,
+    )
     request = CreateTicketRequest(
         external_ticket_id=ticket_id,
         subject=subject,
@@ -158,21 +171,69 @@ async def users_ticket(
     return ticket
 
 
-async def my_tickets(session: AsyncSession, *, user_id: int) -> Sequence[Ticket]:
-    rows = await session.scalars(
-        select(Ticket).where(Ticket.telegram_user_id == user_id).order_by(Ticket.updated_at.desc())
+@dataclass(frozen=True)
+class TicketRow:
+    ticket: Ticket
+    unread: int  # operator replies after the user's read marker
+
+
+async def my_tickets(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> tuple[list[TicketRow], tuple[datetime, uuid.UUID] | None]:
+    """The user's tickets, newest activity first, `limit` at a time; `before` is the (updated_at,
+    id) of the last ticket of the previous page. Returns the page and the next page's `before`."""
+    unread = (
+        select(func.count())
+        .where(
+            TicketEvent.ticket_id == Ticket.id,
+            TicketEvent.sender_type == SenderType.crm.value,
+            TicketEvent.seq > Ticket.read_event_seq,
+        )
+        .correlate(Ticket)
+        .scalar_subquery()
     )
-    return rows.all()
+    query = select(Ticket, unread).where(Ticket.telegram_user_id == user_id)
+    if before is not None:
+        at, ticket_id = before
+        query = query.where(
+            or_(Ticket.updated_at < at, and_(Ticket.updated_at == at, Ticket.id < ticket_id))
+        )
+    result = await session.execute(
+        query.order_by(Ticket.updated_at.desc(), Ticket.id.desc()).limit(limit + 1)
+    )
+    rows = [(ticket, count) for ticket, count in result]
+    page = [TicketRow(ticket=ticket, unread=int(count)) for ticket, count in rows[:limit]]
+    more = len(rows) > limit
+    return page, ((page[-1].ticket.updated_at, page[-1].ticket.id) if more else None)
 
 
 async def conversation(
     session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID
-) -> tuple[Ticket, Sequence[Message]]:
+) -> tuple[Ticket, Sequence[events.Event]]:
+    """The ticket and its whole history as events (messages and status changes), in order."""
     ticket = await users_ticket(session, user_id=user_id, ticket_id=ticket_id)
-    rows = await session.scalars(
-        select(Message).where(Message.ticket_id == ticket.id).order_by(Message.seq)
+    return ticket, await events.events_after(session, ticket_id=ticket.id, after=0, limit=10_000)
+
+
+async def mark_read(session: AsyncSession, *, user_id: int, ticket_id: uuid.UUID, seq: int) -> int:
+    """Move the user's read marker forward to `seq` (never back, never past the last event)."""
+    ticket = await users_ticket(session, user_id=user_id, ticket_id=ticket_id)
+    last = await session.scalar(
+        select(func.coalesce(func.max(TicketEvent.seq), 0)).where(
+            TicketEvent.ticket_id == ticket.id
+        )
     )
-    return ticket, rows.all()
+    target = min(seq, int(last or 0))
+    await session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.read_event_seq < target)
+        .values(read_event_seq=target)
+    )
+    return max(target, ticket.read_event_seq)
 
 
 async def write_message(
@@ -216,6 +277,15 @@ async def write_message(
     await log_change(
         session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message_id
     )
+    await events.record_event(
+        session,
+        ticket_id=ticket.id,
+        kind=events.MESSAGE,
+        status=ticket.status,
+        at=now,
+        message_seq=stored,
+        sender_type=SenderType.tma,
+    )
     enqueue_message_event(session, Outbox, message=message, sender=SenderType.tma, now=now)
     return message, True
 
@@ -232,6 +302,9 @@ async def set_status(
     now = clock.now()
     ticket.status, ticket.status_changed_at, ticket.updated_at = status.value, now, now
     await log_status(session, ChangeLog, ticket)
+    await events.record_event(
+        session, ticket_id=ticket.id, kind=events.STATUS, status=status.value, at=now
+    )
     enqueue_status_event(session, Outbox, ticket=ticket, now=now)
     return ticket
 

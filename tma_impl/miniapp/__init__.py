@@ -1,0 +1,1 @@
+"""The Mini App page at `/app/`: server-owned HTML, a few ES modules and a stylesheet, no build."""
