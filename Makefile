@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The whole suite: lint, drift check, then every test (PostgreSQL too when TEST_DATABASE_URL is set).
-test: lint check-generated
+test: lint check-generated check-contract
 	$(BIN)/python scripts/run_tests.py
 
 contract: $(STAMP)
