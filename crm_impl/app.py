@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
+from crm_impl.console.pages import STATIC, console_router
+from crm_impl.console.security import ConsoleHeaders
 from crm_impl.integration.endpoints import integration_router
 from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
@@ -57,8 +60,11 @@ def build_runtime(
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    return create_backend_app(
+    app = create_backend_app(
         runtime,
         title="CRM helpdesk",
-        routers=[integration_router(runtime), operator_router(runtime)],
+        routers=[integration_router(runtime), operator_router(runtime), console_router(runtime)],
     )
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+    app.add_middleware(ConsoleHeaders)
+    return app

@@ -21,10 +21,10 @@ from generated.models import SenderType
 from integration_kit.outbound import MESSAGE
 from integration_kit.outbox import OutboxRepository
 from integration_kit.problems import CONFLICT, NOT_FOUND, ProblemError
-from integration_kit.schema import OutboxState
+from integration_kit.schema import Channel, OutboxState
 
 
-def _delivery(row: Outbox | None) -> Delivery:
+def _delivery(row: Outbox | None, blocker: Outbox | None) -> Delivery:
     if row is None:
         # A reply's event is written with it and only purged once delivered (then the reply
         # holds the peer's id) or skipped: with neither, it was skipped and purged since.
@@ -37,6 +37,17 @@ def _delivery(row: Outbox | None) -> Delivery:
             event_id=row.id,
         )
     dead = row.state == OutboxState.dead
+    if not dead and row.last_error is None and blocker is not None:
+        # Not tried yet because an earlier event of the ticket fails: order is kept per ticket,
+        # so this reply fails with it.
+        return Delivery(
+            state=DeliveryState.failing,
+            attempts=blocker.attempts,
+            last_error=blocker.last_error,
+            dead=blocker.state == OutboxState.dead,
+            event_id=row.id,
+            held_back_by=blocker.id,
+        )
     failing = dead or row.last_error is not None
     return Delivery(
         state=DeliveryState.failing if failing else DeliveryState.pending,
@@ -60,18 +71,28 @@ async def delivery_states(
     waiting = {str(m.id): m.id for m in replies if m.external_message_id is None}
     if not waiting:
         return states
+    # Every undelivered event of the ticket, in order: a reply waits behind the earlier ones.
     rows = (
         await session.scalars(
-            select(Outbox).where(
+            select(Outbox)
+            .where(
                 Outbox.ticket_id == ticket_id,
-                Outbox.kind == MESSAGE,
+                Outbox.channel == Channel.peer,
                 Outbox.state != OutboxState.delivered,
             )
+            .order_by(Outbox.id)
         )
     ).all()
-    by_message = {row.payload.get("message_id"): row for row in rows}
+    by_message: dict[str, tuple[Outbox, Outbox | None]] = {}
+    blocker: Outbox | None = None
+    for row in rows:
+        if row.kind == MESSAGE:
+            by_message[str(row.payload.get("message_id"))] = (row, blocker)
+        if blocker is None and (row.state == OutboxState.dead or row.last_error is not None):
+            blocker = row if row.state != OutboxState.skipped else None
     for key, message_id in waiting.items():
-        states[message_id] = _delivery(by_message.get(key))
+        row, held_by = by_message.get(key, (None, None))
+        states[message_id] = _delivery(row, held_by)
     return states
 
 

@@ -128,6 +128,9 @@ class Delivery(BaseModel):
     last_error: str | None = None
     dead: bool = False
     event_id: int | None = None
+    held_back_by: int | None = Field(
+        default=None, description="An earlier event of the ticket that fails; order is kept."
+    )
 
 
 class ConversationMessage(MessageOut):
