@@ -103,19 +103,12 @@ async def undelivered_events(
     states = [state] if state else [OutboxState.pending, OutboxState.dead]
     events = await repository.list_events(session, states=states, limit=limit)
     ticket_ids = {event.ticket_id for event in events}
-    subjects = (
-        dict(
-            (
-                await session.execute(
-                    select(Ticket.id, Ticket.subject).where(Ticket.id.in_(ticket_ids))
-                )
-            )
-            .tuples()
-            .all()
+    subjects: dict[uuid.UUID, str] = {}
+    if ticket_ids:
+        found = await session.execute(
+            select(Ticket.id, Ticket.subject).where(Ticket.id.in_(ticket_ids))
         )
-        if ticket_ids
-        else {}
-    )
+        subjects = {ticket_id: subject for ticket_id, subject in found}
     return [
         OutboxEventOut(
             id=e.id,

@@ -55,9 +55,12 @@ export function h(tag, attrs = {}, ...children) {
 
 export const STATUS_LABELS = { open: "Open", in_progress: "In progress", closed: "Closed" };
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const dayAndTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
 export function when(iso) {
-  return timeFormat.format(new Date(iso));
+  const moment = new Date(iso);
+  const today = moment.toDateString() === new Date().toDateString();
+  return (today ? timeOnly : dayAndTime).format(moment);
 }
 
 export function wireSignOut() {
