@@ -91,8 +91,8 @@ async def delivery_states(
         if blocker is None and (row.state == OutboxState.dead or row.last_error is not None):
             blocker = row if row.state != OutboxState.skipped else None
     for key, message_id in waiting.items():
-        row, held_by = by_message.get(key, (None, None))
-        states[message_id] = _delivery(row, held_by)
+        event, held_by = by_message.get(key, (None, None))
+        states[message_id] = _delivery(event, held_by)
     return states
 
 
@@ -108,7 +108,7 @@ async def undelivered_events(
         found = await session.execute(
             select(Ticket.id, Ticket.subject).where(Ticket.id.in_(ticket_ids))
         )
-        subjects = {ticket_id: subject for ticket_id, subject in found}
+        subjects = {row.id: row.subject for row in found}
     return [
         OutboxEventOut(
             id=e.id,
