@@ -148,8 +148,20 @@ def _serve(
     host, port = args.host or settings.host, args.port or settings.port
     print(f"{backend.name}: listening on http://{host}:{port}", flush=True)
     tune_for_serving()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-    return 0
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    # A stop waits for open responses; event streams stay open until the client goes, so they
+    # are told (runtime.stopping) as soon as the stop signal arrives, and end.
+    handle_exit = server.handle_exit
+
+    def stop_streams_then_exit(sig: int, frame: Any) -> None:
+        runtime.stopping.set()
+        handle_exit(sig, frame)
+
+    server.handle_exit = stop_streams_then_exit  # type: ignore[method-assign]
+    server.run()
+    return 0 if server.started else 3
 
 
 async def _worker(backend: BackendCommands, settings: IntegrationSettings) -> int:

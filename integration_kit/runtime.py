@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     run_dispatcher: bool = True
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # Set when the server begins to stop (from its signal handler, hence a threading.Event):
+    # long-lived responses such as event streams end on it instead of holding the stop up.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     async def close(self) -> None:
         await self.dispatcher.stop()

@@ -17,7 +17,8 @@ def main() -> int:
         token = run_command("crm", stack, "operators", "add", "Demo operator").splitlines()[-1]
         init_data = run_command("tma", stack, "mint-initdata", "--header").strip()
         print(
-            f"\nTMA (Mini App support) listens on {stack.tma_url}\n"
+            f"\nOperator console:        {stack.crm_url}/console/  (sign in with the token below)\n"
+            f"TMA (Mini App support) listens on {stack.tma_url}\n"
             f"CRM (helpdesk)           listens on {stack.crm_url}\n"
             f"Data (SQLite):           {data_dir}\n\n"
             f"An operator was created for you; {token.split(': ', 1)[0]}:\n"

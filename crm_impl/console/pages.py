@@ -116,6 +116,8 @@ def console_router(runtime: Runtime) -> APIRouter:
                 error="That token is not valid, or it was revoked.",
             )
         async with runtime.db.transaction() as session:
+            if previous := request.cookies.get(sessions.COOKIE):
+                await sessions.end(session, previous)  # signing in again replaces a session
             session_id = await sessions.start(
                 session,
                 operator_id=operator.id,

@@ -12,8 +12,8 @@ ticket's state (status, assignee, each reply's delivery) is sent as `state` even
 whenever it changes: state, so a repeat is harmless.
 
 Streams look at the database every `console_poll_seconds`, so changes made by another API
-process or a worker show up too, and end after `console_stream_seconds` (the browser reconnects
-on its own), so no connection is held open for ever, by a proxy or at shutdown.
+process or a worker show up too. They end after `console_stream_seconds` (the browser reconnects
+on its own), so no proxy holds a connection for ever, and at once when the server stops.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ async def queue_events(request: Request, *, operator_id: uuid.UUID) -> AsyncIter
     seen = request.headers.get("last-event-id") or None
     yield "retry: 1000\n\n"
     last_sent = loop.time()
-    while loop.time() < deadline:
+    while loop.time() < deadline and not runtime.stopping.is_set():
         if not await still_signed_in(request):
             yield _event("signed-out", {})
             return
@@ -148,7 +148,7 @@ async def conversation_events(
     state: dict[str, Any] | None = None
     yield "retry: 1000\n\n"
     last_sent = loop.time()
-    while loop.time() < deadline:
+    while loop.time() < deadline and not runtime.stopping.is_set():
         if not await still_signed_in(request):
             yield _event("signed-out", {})
             return

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from subprocess import PIPE, STDOUT
 from typing import Any
 
 import httpx
@@ -24,6 +29,7 @@ from crm_impl import tables as crm
 from crm_impl.app import build_runtime, create_app
 from crm_impl.cli import add_operator
 from crm_impl.settings import CrmSettings
+from scripts.local_stack import free_port
 from tests.browser.support import live_server
 from tests.e2e.helpers import linked_ticket
 from tests.support.pair import Pair
@@ -195,3 +201,62 @@ async def test_the_queue_stream_says_when_the_queue_changed(pair: Pair) -> None:
     )
     assert [e.kind for e in changed] == ["queue"]
     assert changed[0].id != fingerprint
+
+
+async def test_serve_stops_at_once_with_a_stream_open(tmp_path: Path) -> None:
+    """`serve` on SIGTERM ends its open event streams instead of waiting for them."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CRM_DATABASE_URL": f"sqlite:///{tmp_path / 'crm.db'}",
+        "CRM_CONSOLE_STREAM_SECONDS": "600",
+        "CRM_DISPATCHER_ENABLED": "false",
+    }
+
+    async def run(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crm_impl", *args, env=env, stdout=PIPE, stderr=STDOUT
+        )
+        output, _ = await process.communicate()
+        assert process.returncode == 0, output
+        return output.decode()
+
+    await run("migrate")
+    token = (await run("operators", "add", "Maria")).strip().splitlines()[-1].split(": ", 1)[1]
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crm_impl",
+        "serve",
+        "--port",
+        str(port),
+        "--no-migrate",
+        env=env,
+        stdout=PIPE,
+        stderr=STDOUT,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            for _ in range(600):
+                try:
+                    if (await client.get("/health/live")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)  # not listening yet: poll until it is
+            async with client.stream(
+                "GET", "/api/crm/queue/events", headers={"Authorization": f"Bearer {token}"}
+            ) as response:
+                lines = response.aiter_lines()
+                assert await anext(lines) == "retry: 1000"
+                server.send_signal(signal.SIGTERM)
+                rest = [line async for line in lines]  # the server ends the stream
+        assert "event: queue" in rest
+        output, _ = await asyncio.wait_for(server.communicate(), timeout=30)
+        # uvicorn re-raises the signal it stopped on once it has shut down.
+        assert server.returncode in (0, -signal.SIGTERM)
+        assert b"Traceback" not in output, output.decode()
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()

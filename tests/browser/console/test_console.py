@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 from playwright.async_api import expect
 
+from crm_impl.cli import add_operator
 from tests.browser.console.conftest import ConsoleStack
 from tests.browser.console.support import WAIT_MS, sign_in
 
@@ -102,7 +103,9 @@ async def test_user_text_is_shown_as_text_never_as_html(
     pair = stack.pair
     await pair.open_ticket(subject=XSS, message=XSS)
     await pair.sync()
-    console = await sign_in(browser, stack.base_url, pair.operator_token)
+    # The operator's own name is user text too (the server-rendered header, the reply's author).
+    _, token = await add_operator(pair.crm_runtime.db, XSS, now=pair.clock.now())
+    console = await sign_in(browser, stack.base_url, token)
     dialogs: list[str] = []
     console.page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     try:
@@ -111,6 +114,8 @@ async def test_user_text_is_shown_as_text_never_as_html(
         await console.reply(XSS)
         assert await console.message(XSS).count() == 2
         await expect(console.page.locator("#conv-subject")).to_have_text(XSS)
+        await expect(console.page.locator(".me-name")).to_have_text(XSS)
+        await expect(console.message(XSS).locator(".author")).to_have_text(["Customer", XSS])
         await expect(console.page.locator("img")).to_have_count(0)
         assert dialogs == []
     finally:
