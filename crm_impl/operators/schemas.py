@@ -40,11 +40,6 @@ class MessageOut(BaseModel):
     created_at: datetime
 
 
-class Conversation(BaseModel):
-    ticket: TicketSummary
-    messages: list[MessageOut]
-
-
 class ReplyIn(BaseModel):
     """An operator's reply. `id` is optional; when sent, a retried request stores one reply."""
 
@@ -56,13 +51,6 @@ class ReplyIn(BaseModel):
 
 class StatusIn(BaseModel):
     status: TicketStatus
-
-
-class OperatorOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    name: str
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -85,3 +85,76 @@ async def test_screenshots_of_every_screen(browser: Browser, stack: ConsoleStack
                 await console.screenshot(f"console-delivery-health-{suffix}")
             finally:
                 await console.close()
+
+
+CONTRAST = """(selectors) => {
+  const parse = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const found = [];
+  for (const selector of selectors) {
+    for (const el of document.querySelectorAll(selector)) {
+      if (!el.offsetParent) continue;  // not shown
+      const [hi, lo] = [lum(parse(getComputedStyle(el).color)), lum(background(el))]
+        .sort((a, b) => b - a);
+      found.push([selector, el.textContent.trim().slice(0, 30), (hi + 0.05) / (lo + 0.05)]);
+    }
+  }
+  return found;
+}"""
+
+TEXT = [
+    ".who",
+    ".handle",
+    ".subject",
+    ".preview",
+    ".assignee",
+    ".count",
+    ".badge",
+    "time",
+    ".author",
+    ".text",
+    ".meta",
+    ".delivery",
+    ".profile dt",
+    ".profile dd",
+    ".btn",
+    ".topbar nav a",
+    ".hint",
+    ".events td",
+    ".events th",
+    "label",
+    "#page-info",
+]
+
+
+async def test_text_contrast_is_readable_in_both_colour_schemes(
+    browser: Browser, stack: ConsoleStack
+) -> None:
+    """Every text element shown has at least 4.5:1 contrast with what is behind it (WCAG AA)."""
+    await seed(stack)
+    _, token = await add_operator(
+        stack.pair.crm_runtime.db, "Maria Admin", now=stack.pair.clock.now(), admin=True
+    )
+    for scheme in ("light", "dark"):
+        console = await sign_in(browser, stack.base_url, token, color_scheme=scheme)
+        try:
+            await console.open_ticket("Payment failed")
+            await console.wait_for_delivery("Done: the order is paid now.", "failing")
+            measured = await console.page.evaluate(CONTRAST, TEXT)
+            await console.open_delivery_health()
+            measured += await console.page.evaluate(CONTRAST, TEXT)
+        finally:
+            await console.close()
+        assert len(measured) > 50
+        low = [(s, text, round(ratio, 2)) for s, text, ratio in measured if ratio < 4.5]
+        assert low == [], f"{scheme}: {low}"
