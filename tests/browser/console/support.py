@@ -67,9 +67,10 @@ class ConsolePage:
 
     async def reply(self, text: str) -> None:
         """Type a reply and send it; returns once the page shows it in the thread."""
+        shown = await self.message(text).count()  # the same text may be there already
         await self.page.locator("#reply").fill(text)
         await self.page.locator("#send").click()
-        await self.wait_for_message(text)
+        await _expect()(self.message(text)).to_have_count(shown + 1, timeout=WAIT_MS)
 
     async def set_status(self, status: str) -> None:
         """`open`, `in_progress` or `closed`; waits until the header shows it."""
