@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -29,6 +29,7 @@ from crm_impl.operators.schemas import (
 from crm_impl.operators.service import get_ticket
 from crm_impl.tables import Message, Operator, ReadMarker, Ticket
 from generated.models import SenderType, TicketStatus
+from integration_kit.problems import NOT_FOUND, ProblemError
 
 PREVIEW_CHARS = 140
 
@@ -68,7 +69,8 @@ def _filters(
     return where
 
 
-def _queue_columns(operator_id: uuid.UUID) -> tuple[Any, ...]:
+def _queue_query(operator_id: uuid.UUID) -> Select[Any]:
+    """Tickets with their assignee's name, the operator's unread count and a preview."""
     marker = aliased(ReadMarker)
     assignee = aliased(Operator)
     unread = (
@@ -94,7 +96,7 @@ def _queue_columns(operator_id: uuid.UUID) -> tuple[Any, ...]:
         .outerjoin(marker, and_(marker.ticket_id == Ticket.id, marker.operator_id == operator_id))
         .outerjoin(assignee, assignee.id == Ticket.assignee_id)
     )
-    return (query,)
+    return query
 
 
 def _item(ticket: Ticket, assignee_name: str | None, unread: int, preview: str | None) -> QueueItem:
@@ -121,9 +123,9 @@ async def queue_page(
     """One page of the queue, newest activity first."""
     where = _filters(operator_id=operator_id, status=status, which=which, q=q)
     total = await session.scalar(select(func.count()).select_from(Ticket).where(*where))
-    (query,) = _queue_columns(operator_id)
     rows = await session.execute(
-        query.where(*where)
+        _queue_query(operator_id)
+        .where(*where)
         .order_by(Ticket.updated_at.desc(), Ticket.id)
         .limit(limit)
         .offset(offset)
@@ -139,11 +141,12 @@ async def queue_page(
 async def queue_item(
     session: AsyncSession, *, operator_id: uuid.UUID, ticket_id: uuid.UUID
 ) -> QueueItem:
-    (query,) = _queue_columns(operator_id)
-    row = (await session.execute(query.where(Ticket.id == ticket_id))).one_or_none()
+    """One ticket as the queue shows it to the operator; 404 problem if there is none."""
+    row = (
+        await session.execute(_queue_query(operator_id).where(Ticket.id == ticket_id))
+    ).one_or_none()
     if row is None:
-        await get_ticket(session, ticket_id)  # raises the 404
-        raise AssertionError("unreachable")
+        raise ProblemError(404, NOT_FOUND, "Not found", f"No ticket {ticket_id}.")
     return _item(*row)
 
 
