@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
+from crm_impl.console.pages import STATIC, console_router
+from crm_impl.console.security import ConsoleHeaders
 from crm_impl.integration.endpoints import integration_router
 from crm_impl.integration.reconcile import reconcile_side
 from crm_impl.legacy import routes as legacy_routes
@@ -84,8 +87,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = create_backend_app(
         runtime,
         title="CRM helpdesk",
-        routers=[integration_router(runtime), operator_router(runtime), *docs],
+        routers=[
+            integration_router(runtime),
+            operator_router(runtime),
+            console_router(runtime),
+            *docs,
+        ],
     )
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+    app.add_middleware(ConsoleHeaders)
     if runtime.settings.legacy.routes_enabled:  # the cut-over window (docs/cutover.md)
         calls = LegacyRouteCalls(legacy_routes.ROUTES)
         install(app, runtime.settings.legacy, legacy_routes.legacy_router(runtime, calls), calls)

@@ -1,4 +1,4 @@
-"""`python -m crm_impl`: the shared commands plus `operators` (add, list, revoke)."""
+"""`python -m crm_impl`: the shared commands plus `operators` (add, list, revoke, admin rights)."""
 
 from __future__ import annotations
 
@@ -37,12 +37,19 @@ def _add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     op_sub = operators.add_subparsers(dest="operators_command", required=True)
     add = op_sub.add_parser("add", help="create an operator and print their token (shown once)")
     add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="may replay and skip undelivered events")
     op_sub.add_parser("list", help="list operators")
-    revoke = op_sub.add_parser("revoke", help="revoke an operator's token")
+    revoke = op_sub.add_parser("revoke", help="revoke an operator's token and console sessions")
     revoke.add_argument("operator_id")
+    grant = op_sub.add_parser("grant-admin", help="let an operator replay and skip events")
+    grant.add_argument("operator_id")
+    take = op_sub.add_parser("revoke-admin", help="take admin rights back")
+    take.add_argument("operator_id")
 
 
-async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, str]:
+async def add_operator(
+    db: Database, name: str, *, now: Any, admin: bool = False
+) -> tuple[Operator, str]:
     """Create an operator; returns it with the plain token, which is stored only hashed."""
     from crm_impl.operators.auth import hash_token, new_token
     from crm_impl.tables import Operator
@@ -53,21 +60,27 @@ async def add_operator(db: Database, name: str, *, now: Any) -> tuple[Operator, 
     token = new_token()
     async with db.transaction() as session:
         operator = Operator(
-            id=uuid.uuid4(), name=name, token_hash=hash_token(token), created_at=now
+            id=uuid.uuid4(),
+            name=name,
+            token_hash=hash_token(token),
+            created_at=now,
+            is_admin=admin,
         )
         session.add(operator)
     return operator, token
 
 
 async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
+    from crm_impl.operators import sessions
     from crm_impl.tables import Operator
 
     db = Database.for_backend(settings, "crm")
     now = SystemClock().now()
     try:
         if args.operators_command == "add":
-            operator, token = await add_operator(db, args.name, now=now)
-            print(f"operator {operator.name} created: id {operator.id}")
+            operator, token = await add_operator(db, args.name, now=now, admin=args.admin)
+            role = " (admin)" if operator.is_admin else ""
+            print(f"operator {operator.name}{role} created: id {operator.id}")
             print(f"token (shown once, keep it secret): {token}")
             return 0
         async with db.transaction() as session:
@@ -75,7 +88,8 @@ async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
                 rows = (await session.scalars(select(Operator).order_by(Operator.created_at))).all()
                 for op in rows:
                     state = f"revoked {op.revoked_at:%Y-%m-%d}" if op.revoked_at else "active"
-                    print(f"{op.id}  {state:18} {op.name}")
+                    state += ", admin" if op.is_admin else ""
+                    print(f"{op.id}  {state:25} {op.name}")
                 print(f"{len(rows)} operator(s)")
                 return 0
             try:
@@ -85,8 +99,17 @@ async def _operators(args: argparse.Namespace, settings: CrmSettings) -> int:
             found = await session.get(Operator, operator_id)
             if found is None:
                 raise CommandError(f"no operator {operator_id}")
+            if args.operators_command == "grant-admin":
+                found.is_admin = True
+                print(f"operator {found.name} is an admin: may replay and skip events")
+                return 0
+            if args.operators_command == "revoke-admin":
+                found.is_admin = False
+                print(f"operator {found.name} is no longer an admin")
+                return 0
             found.revoked_at = found.revoked_at or now
-            print(f"operator {found.name} revoked; their token no longer works")
+            await sessions.end_all_of(session, found.id)
+            print(f"operator {found.name} revoked; their token and console sessions no longer work")
             return 0
     finally:
         await db.dispose()

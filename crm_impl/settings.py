@@ -41,3 +41,10 @@ class CrmSettings(IntegrationSettings):
     def _operator_rate_limit(cls, value: str) -> str:
         parse_limits(value)
         return value
+
+    # The operator console (/console/): how long a sign-in lasts, how often an open event stream
+    # looks for changes made by other processes, and how long one stream stays open before the
+    # browser reconnects (resuming from Last-Event-ID), so no connection is held forever.
+    console_session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
+    console_poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    console_stream_seconds: Annotated[float, Field(gt=0, le=3600)] = 300

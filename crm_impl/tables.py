@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, Uuid, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from integration_kit.db import UTCDateTime, new_metadata
@@ -33,6 +33,8 @@ class Operator(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Admins may replay and skip undelivered events from the console (`operators grant-admin`).
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Ticket(TicketColumns, Base):
@@ -67,3 +69,34 @@ class ChangeLog(ChangeLogColumns, Base):
 
 class FeedState(FeedStateColumns, Base):
     __tablename__ = "feed_state"
+
+
+class ConsoleSession(Base):
+    """A signed-in console: the cookie holds the random id, the table only its SHA-256."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("operators.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReadMarker(Base):
+    """How far an operator has read a ticket: the `seq` of the last message they were shown.
+
+    Per operator, not per ticket: two operators watching one queue each need their own unread
+    counts, and one of them opening a ticket must not hide a new customer message from the other.
+    """
+
+    __tablename__ = "read_markers"
+
+    operator_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("operators.id", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_read_seq: Mapped[int] = mapped_column(BigInteger)

@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from generated.models import Problem
 from integration_kit.problems import (
     CONFLICT,
+    FORBIDDEN,
     INTERNAL_ERROR,
     MALFORMED_REQUEST,
     NOT_FOUND,
@@ -59,6 +60,11 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _MEANINGS: dict[int, tuple[str, tuple[str, ...]]] = {
     400: ("The body is not valid JSON.", (MALFORMED_REQUEST,)),
     401: ("The credentials are missing or not accepted.", (UNAUTHORIZED,)),
+    403: (
+        "Not allowed: a console write without its CSRF token or from another origin, or an "
+        "action for admins only.",
+        (FORBIDDEN,),
+    ),
     404: ("No such resource, or not yours.", (NOT_FOUND,)),
     409: ("An id is already used with other content.", (CONFLICT,)),
     413: ("The body is over 1 MiB.", (PAYLOAD_TOO_LARGE,)),

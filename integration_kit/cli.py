@@ -282,7 +282,8 @@ def _serve(
     tune_for_serving()
     from integration_kit.serving import StoppingServer
 
-    # A backstop: open event streams end when told (Runtime.on_stopping); the rest is cut.
+    # A stop waits for open responses, and event streams stay open until the client goes: they
+    # are told at once (Runtime.stopping, Runtime.on_stopping) and end; the timeout cuts the rest.
     config = uvicorn.Config(
         app,
         host=host,
@@ -291,9 +292,10 @@ def _serve(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    server = StoppingServer(config, runtime)
     with sock:
-        StoppingServer(config, runtime).run(sockets=[sock])
-    return 0
+        server.run(sockets=[sock])
+    return 0 if server.started else 3
 
 
 def _bind(host: str, port: int, backend: BackendCommands) -> socket.socket:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ class Runtime:
     # Called (on the event loop) as soon as the server is asked to stop, before it waits for
     # open requests: long-lived responses (the Mini App's event streams) end themselves there.
     on_stopping: list[Callable[[], None]] = field(default_factory=list)
+    # Set when the server begins to stop (from its signal handler, hence a threading.Event):
+    # long-lived responses such as event streams end on it instead of holding the stop up.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     async def close(self) -> None:
         for service in self.services:

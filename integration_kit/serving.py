@@ -23,6 +23,7 @@ class StoppingServer(uvicorn.Server):
         self.runtime = runtime
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.runtime.stopping.set()  # the console's streams watch this (a threading.Event)
         super().handle_exit(sig, frame)
         with contextlib.suppress(RuntimeError):  # no loop running yet: nothing is open
             loop = asyncio.get_running_loop()

@@ -56,6 +56,8 @@ def main() -> int:
             print(
                 f"\nMini App (customers):    {stack.tma_url}/app/\n"
                 "  (outside Telegram it signs you in as a development user)\n"
+                f"Operator console:        {stack.crm_url}/console/\n"
+                "  (sign in with the operator token below)\n"
                 f"\nTMA (Mini App support) listens on {stack.tma_url}\n"
                 f"CRM (helpdesk)           listens on {stack.crm_url}\n"
                 f"Data (SQLite):           {data_dir}\n\n"

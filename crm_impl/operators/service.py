@@ -46,17 +46,6 @@ async def get_ticket(
     return ticket
 
 
-async def conversation(
-    session: AsyncSession, *, ticket_id: uuid.UUID
-) -> tuple[Ticket, Sequence[Message]]:
-    """A ticket and its messages in the order they were stored."""
-    ticket = await get_ticket(session, ticket_id)
-    messages = await session.scalars(
-        select(Message).where(Message.ticket_id == ticket.id).order_by(Message.seq)
-    )
-    return ticket, messages.all()
-
-
 async def legacy_fields(
     session: AsyncSession, *, ticket_id: uuid.UUID
 ) -> LegacyTicketFields | None:

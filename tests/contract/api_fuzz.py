@@ -96,10 +96,12 @@ def _config(api: Api, *, credentials: Credentials, max_examples: int) -> Any:
         else:
             config["auth"] = {"openapi": {scheme: {"api_key": header}}}
     if credentials == "valid":
-        # The contract's 403 (a foreign sender) does not exist on these APIs.
+        # The contract's 403 (a foreign sender) does not exist on these APIs; 204 is an accepted
+        # write with nothing to answer (a read marker, a replay).
         config["checks"]["positive_data_acceptance"]["expected-statuses"] = [
             "200",
             "201",
+            "204",
             "404",
             "409",
         ]
@@ -151,6 +153,9 @@ def aim(api: Api, case: schemathesis.Case) -> schemathesis.Case:
     slot, pick = _choice(case)
     tickets = SEEDED[SIDE_OF[api]]
     params = case.path_parameters or {}
+    event_id = params.get("event_id")
+    if slot != 0 and isinstance(event_id, int) and not isinstance(event_id, bool) and event_id >= 0:
+        params["event_id"] = FIRST_DEAD_ID + pick % DEAD_EVENTS
     if slot != 0 and _is_uuid(params.get("ticket_id")):
         params["ticket_id"] = str(tickets[pick % len(tickets)].receiver_id)
     # A made-up page cursor is refused by design (422: the server made none such); a valid one
@@ -221,14 +226,37 @@ def load_api(api: Api, *, max_examples: int, credentials: Credentials = "valid")
     return contract
 
 
+# Dead outbox events seeded on the CRM for replay and skip, with ids far above what the table's
+# own sequence gives out (PostgreSQL's sequence does not move for ids set by hand).
+DEAD_EVENTS = 40
+FIRST_DEAD_ID = 1_000_001
+
+
 async def seed_operator(db: Database) -> None:
     async with db.transaction() as session:
+        # Dead events for the admin's replay and skip to reach (each only once: then 409).
+        session.add_all(
+            crm_tables.Outbox(
+                id=FIRST_DEAD_ID + n,
+                ticket_id=uuid.uuid5(uuid.NAMESPACE_URL, f"fuzz-dead-{n}"),
+                kind="message",
+                payload={},
+                state="dead",
+                attempts=1,
+                created_at=CLOCK_START,
+                next_attempt_at=CLOCK_START,
+                last_error="seeded for fuzzing",
+            )
+            for n in range(DEAD_EVENTS)
+        )
         session.add(
             crm_tables.Operator(
                 id=OPERATOR_ID,
                 name="Fuzz Operator",
                 token_hash=hash_token(OPERATOR_TOKEN),
                 created_at=CLOCK_START,
+                # An admin, so replay and skip are reached too (a non-admin's 403 has its test).
+                is_admin=True,
             )
         )
 

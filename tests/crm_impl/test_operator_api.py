@@ -61,7 +61,7 @@ async def test_operator_tokens_are_made_and_revoked_on_the_command_line(
     assert token is not None
     boris = bearer(token.group(1))
     me = await pair.crm.get("/api/crm/me", headers=boris)
-    assert me.json() == {"id": operator_id.group(1), "name": "Boris"}
+    assert me.json() == {"id": operator_id.group(1), "name": "Boris", "is_admin": False}
     [stored] = await rows(pair.crm_runtime, crm.Operator, crm.Operator.name == "Boris")
     assert token.group(1) not in (stored.token_hash, stored.name)
 
