@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from integration_kit.signing import signature_headers
 from tma_impl.settings import TmaSettings
 from tma_impl.telegram import TelegramUser, mint_init_data
 
@@ -356,6 +357,22 @@ RECEIVER = [
     Variant("without-change-log", "baseline", [], ["--no-change-log"]),
 ]
 TMA_TO_CRM = {"Authorization": "Bearer dev-tma-to-crm"}  # the CRM's development token
+# The TMA's development signing secret, which the CRM's development settings accept.
+TMA_SIGNING_SECRET = TmaSettings.model_fields["peer_signing_secret"].default
+
+
+def signed(body: dict[str, Any], token_headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """The body's bytes and the headers of a request as the TMA sends it: bearer token and
+    Standard Webhooks signature (docs/delivery.md), so the bench pays what a peer pays."""
+    data = json.dumps(body).encode()
+    headers = {
+        **token_headers,
+        "Content-Type": "application/json",
+        **signature_headers(
+            TMA_SIGNING_SECRET, msg_id=str(uuid.uuid4()), timestamp=int(time.time()), body=data
+        ),
+    }
+    return data, headers
 
 
 async def receiver(
@@ -371,7 +388,8 @@ async def receiver(
             tickets = [str(uuid.uuid4()) for _ in range(args.tickets)]
 
             async def post(path: str, body: dict[str, Any]) -> None:
-                async with session.post(url + path, json=body, headers=TMA_TO_CRM) as response:
+                data, headers = signed(body, TMA_TO_CRM)
+                async with session.post(url + path, data=data, headers=headers) as response:
                     if response.status not in (200, 201):
                         raise RuntimeError(f"{path}: {response.status} {await response.text()}")
 
@@ -574,9 +592,9 @@ class Receiver:
     statuses: dict[int, int] = field(default_factory=dict)
 
     async def post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> None:
-        headers = {"Authorization": f"Bearer {PEER_TOKEN}"}
+        data, headers = signed(body, {"Authorization": f"Bearer {PEER_TOKEN}"})
         started = time.perf_counter()
-        async with session.post(self.backend.url + path, json=body, headers=headers) as response:
+        async with session.post(self.backend.url + path, data=data, headers=headers) as response:
             await response.read()
             self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
         self.latencies.append((time.perf_counter() - started) * 1000)
