@@ -163,6 +163,15 @@ async def test_tma_takes_old_webhooks_with_the_same_rules_and_outbox(window_pair
     assert [m.body for m in replies] == ["Fixed!"]
     assert ticket is not None
     assert ticket.status == "closed"
+    # Shown in the Mini App and held in the change feed, as a delivery over the contract is.
+    conversation = await pair.conversation_in_tma(linked.tma_id)
+    assert [m["body"] for m in conversation["messages"] if m["sender_type"] == "crm"] == ["Fixed!"]
+    assert conversation["status_changes"][-1]["status"] == "closed"
+    feed = await pair.tma.get("/api/integration/changes", params={"limit": 500}, headers=AS_CRM)
+    assert feed.status_code == 200, feed.text
+    items = feed.json()["items"]
+    assert [i["message"]["message"] for i in items if i.get("message")].count("Fixed!") == 1
+    assert any(i.get("status", {}).get("status") == "closed" for i in items)
     assert await _calls(pair, "tma") == {
         "/api/support/webhook/message": 4,
         "/api/support/webhook/status": 1,

@@ -24,15 +24,7 @@ def integration_router(runtime: Runtime) -> APIRouter:
         # Mini App's stream gets the reply under the ticket's row lock (taken by the receiver).
         ticket, message = narrowed(ticket, Ticket), narrowed(message, Message)
         enqueue_reply_notification(session, ticket=ticket, message=message, now=runtime.clock.now())
-        await events.record_event(
-            session,
-            ticket_id=ticket.id,
-            kind=events.MESSAGE,
-            status=ticket.status,
-            at=message.created_at,
-            message_seq=message.seq,
-            sender_type=message.sender_type,
-        )
+        await events.record_message(session, ticket, message)
 
     async def on_status(session: AsyncSession, answer: StatusAccepted) -> None:
         await events.record_event(

@@ -86,15 +86,7 @@ async def _on_new_message(session: AsyncSession, ticket: Any, message: Any, now:
     receipt (the receiving rule has locked the ticket's row)."""
     ticket, message = narrowed(ticket, Ticket), narrowed(message, Message)
     enqueue_reply_notification(session, ticket=ticket, message=message, now=now)
-    await events.record_event(
-        session,
-        ticket_id=ticket.id,
-        kind=events.MESSAGE,
-        status=ticket.status,
-        at=message.created_at,
-        message_seq=message.seq,
-        sender_type=message.sender_type,
-    )
+    await events.record_message(session, ticket, message)
 
 
 def _message_columns(request: MessageRequest) -> dict[str, object]:

@@ -119,15 +119,7 @@ def legacy_router(runtime: Runtime, calls: LegacyRouteCalls) -> APIRouter:
         await log_change(
             session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message.id
         )
-        await events.record_event(
-            session,
-            ticket_id=ticket.id,
-            kind=events.MESSAGE,
-            status=ticket.status,
-            at=now,
-            message_seq=stored,
-            sender_type=SenderType.crm.value,
-        )
+        await events.record_message(session, ticket, message)
         enqueue_reply_notification(session, ticket=ticket, message=message, now=now)
         return {"ticket_id": ticket.id, "message_id": message.id}
 

@@ -22,12 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from integration_kit.narrowing import narrowed
 from tma_impl.support.live import CHANNEL
-from tma_impl.tables import Message, TicketEvent
+from tma_impl.tables import Message, Ticket, TicketEvent
 
 # session.info key: the tickets whose events this transaction wrote (woken after commit).
 WRITTEN = "ticket_events_written"
 MESSAGE = "message"
 STATUS = "status"
+
+
+async def record_message(session: AsyncSession, ticket: Ticket, message: Message) -> int:
+    """A stored message's event on its ticket's stream; the caller holds the ticket's row lock
+    (the receiving rules take it) and the message has its `seq` (it was inserted)."""
+    return await record_event(
+        session,
+        ticket_id=ticket.id,
+        kind=MESSAGE,
+        status=ticket.status,
+        at=message.created_at,
+        message_seq=message.seq,
+        sender_type=message.sender_type,
+    )
 
 
 async def record_event(
