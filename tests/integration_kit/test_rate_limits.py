@@ -254,8 +254,9 @@ async def test_defaults_are_in_force_without_settings(pair_with: PairFactory) ->
 
 def test_the_contract_documents_429_with_retry_after_on_every_operation() -> None:
     spec = yaml.safe_load(SPEC_PATH.read_text())
+    # Every operation the spec has, read from it (not a count that a new operation breaks).
     operations = [op for item in spec["paths"].values() for op in item.values()]
-    assert len(operations) == 3
+    assert operations
     for operation in operations:
         ref = operation["responses"]["429"]["$ref"]
         assert ref == "#/components/responses/TooManyRequests", operation["operationId"]
