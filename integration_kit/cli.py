@@ -129,6 +129,9 @@ def main(backend: BackendCommands, argv: Sequence[str] | None = None) -> int:
             handler.addFilter(RequestIdFilter())  # `-` outside a request
         # httpx logs every request URL at INFO; the Bot API's URL carries the bot token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+        # Alembic says every revision it runs; `migrate` and `serve` say in one line where the
+        # database stands, so what a newcomer sees first is where to go, not the schema's history.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if debug:
         # Our modules attach tracebacks to their one-line failure logs at DEBUG.
         logging.getLogger("integration_kit").setLevel(logging.DEBUG)
