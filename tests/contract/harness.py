@@ -116,13 +116,16 @@ def contract_config(side: Side, *, credentials: Credentials, max_examples: int) 
     return schemathesis.Config.from_dict(config)
 
 
-def served_by(side: Side) -> Callable[[Any], bool]:
-    """A schemathesis filter: the operations the spec assigns to `side` (`x-served-by`)."""
+def served_by(side: Side, *, writes_only: bool = False) -> Callable[[Any], bool]:
+    """A schemathesis filter: the operations the spec assigns to `side` (`x-served-by`), only
+    those that change something with `writes_only`."""
 
     def matcher(ctx: Any) -> bool:
+        if writes_only and ctx.operation.method.upper() == "GET":
+            return False
         return side in ctx.operation.definition.raw.get("x-served-by", [])
 
-    matcher.__name__ = f"served_by_{side}"
+    matcher.__name__ = f"served_by_{side}" + ("_writes" if writes_only else "")
     return matcher
 
 
@@ -279,10 +282,13 @@ def load_contract(
     max_examples: int,
     credentials: Credentials = "valid",
     aim: Aim = "tickets",
+    writes_only: bool = False,
 ) -> Contract:
     """The spec file (never an app's own schema), restricted to the operations `side` serves."""
     config = contract_config(side, credentials=credentials, max_examples=max_examples)
-    schema = schemathesis.openapi.from_path(SPEC_PATH, config=config).include(served_by(side))
+    schema = schemathesis.openapi.from_path(SPEC_PATH, config=config).include(
+        served_by(side, writes_only=writes_only)
+    )
     bridge = AppBridge(credentials)
     schema.app = bridge
 

@@ -27,9 +27,12 @@ from tests.contract.harness import (
 
 SCENARIOS = max(examples_per_operation(40) // 2, 10)
 
-# The links supply the ticket ids; the hook only names the caller as the sender.
-crm_links = load_contract("crm", max_examples=SCENARIOS, aim="sender")
-tma_sequences = load_contract("tma", max_examples=SCENARIOS)
+# The links supply the ticket ids; the hook only names the caller as the sender. Sequences of
+# writes only: a read of the change feed changes nothing to check, and its answers carry this
+# database's random epoch, which makes Hypothesis see a scenario generated differently when it
+# replays it (FlakyStrategyDefinition). The feed has its own tests and is fuzzed statelessly.
+crm_links = load_contract("crm", max_examples=SCENARIOS, aim="sender", writes_only=True)
+tma_sequences = load_contract("tma", max_examples=SCENARIOS, writes_only=True)
 
 # Generation only, as schemathesis's own stateful phase runs: link values are applied at random
 # outside Hypothesis's control, so replaying a scenario to shrink it would not repeat it.
