@@ -193,6 +193,11 @@ async def reset(side: Side, db: Database) -> None:
     tables = crm_tables if side == "crm" else tma_tables
     seeded = {ticket.receiver_id: ticket for ticket in SEEDED[side]}
     async with db.transaction() as session:
+        # Everything a run wrote, the change feed's log and the Mini App's events included, so
+        # each scenario starts from the same state and gets the same answers to the same calls.
+        if side == "tma":
+            await session.execute(tma_tables.TicketEvent.__table__.delete())
+        await session.execute(tables.ChangeLog.__table__.delete())
         await session.execute(tables.Outbox.__table__.delete())
         await session.execute(tables.Message.__table__.delete())
         await session.execute(
@@ -203,6 +208,8 @@ async def reset(side: Side, db: Database) -> None:
             ticket.external_id = original.sender_id if original.linked else None
             ticket.status = "open"
             ticket.status_changed_at = ticket.updated_at = SEEDED_STATUS_AT
+            if isinstance(ticket, tma_tables.Ticket):
+                ticket.read_event_seq = 0
 
 
 def migrate_and_seed(side: Side) -> None:
