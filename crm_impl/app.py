@@ -16,14 +16,14 @@ from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
 from generated.client.api.tma import post_message, post_status
-from integration_kit import reconcile_loop
+from integration_kit import reconcile_loop, ticket_fields
 from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
 from integration_kit.legacy_routes import LegacyRouteCalls, install
-from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
+from integration_kit.outbound import MESSAGE, STATUS, MessageSender, TicketFieldSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
 from integration_kit.ratelimit import OPERATOR_SCOPE
@@ -57,8 +57,12 @@ def build_runtime(
             ticket_model=Ticket,
             message_model=Message,
         ),
-        STATUS: StatusSender(
-            client=peer, post_status=post_status.asyncio_detailed, clock=clock, ticket_model=Ticket
+        STATUS: TicketFieldSender(
+            field=ticket_fields.STATUS,
+            client=peer,
+            operation=post_status.asyncio_detailed,
+            clock=clock,
+            ticket_model=Ticket,
         ),
     }
     dispatcher = build_dispatcher(

@@ -6,14 +6,14 @@ import httpx
 from fastapi import FastAPI
 
 from generated.client.api.crm import post_message, post_status
-from integration_kit import reconcile_loop
+from integration_kit import reconcile_loop, ticket_fields
 from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
 from integration_kit.legacy_routes import LegacyRouteCalls, install
-from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
+from integration_kit.outbound import MESSAGE, STATUS, MessageSender, TicketFieldSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
 from integration_kit.ratelimit import USER_SCOPE
@@ -73,8 +73,12 @@ def build_runtime(
             ticket_model=Ticket,
             message_model=Message,
         ),
-        STATUS: StatusSender(
-            client=peer, post_status=post_status.asyncio_detailed, clock=clock, ticket_model=Ticket
+        STATUS: TicketFieldSender(
+            field=ticket_fields.STATUS,
+            client=peer,
+            operation=post_status.asyncio_detailed,
+            clock=clock,
+            ticket_model=Ticket,
         ),
         NOTIFY_REPLY: ReplyNotificationSender(bot=bot, webapp_url=settings.webapp_url),
     }
