@@ -63,17 +63,23 @@ def generate(target: Path) -> None:
     # --output the formatter would take its line length from whatever folder the file lands in.
     models = _run(BIN / "datamodel-codegen")
     (target / "models.py").write_text(models)
+    generate_client(SPEC, target / "client")
+
+
+def generate_client(spec: Path, target: Path) -> None:
+    """Write the typed httpx client of `spec` into `target`, a package with relative imports
+    (the tests also build one from the released contract, spec/released/)."""
     _run(
         BIN / "openapi-python-client",
         "generate",
         "--path",
-        SPEC,
+        spec,
         "--config",
         CLIENT_CONFIG,
         "--meta",
         "none",
         "--output-path",
-        target / "client",
+        target,
     )
 
 
