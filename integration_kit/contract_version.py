@@ -7,10 +7,10 @@ version is stated once, in the spec). The peer's version arrives on its requests
 `ContractVersionTransport` under the peer client); `PeerContract` keeps the last one for
 `/health/ready` and `/metrics`, and logs each change.
 
-The version never changes how a request is read: a major is served under its own base path, so a
-peer announcing a newer major still speaks this one on these paths (it is mid-upgrade) and is
-served. Refused: a value that is not a version, and a major older than the path's, since that
-sender cannot know this major's rules.
+The header is informational and never a reason to refuse a request: a major is served under its
+own base path, so the path says how a request is read, and a peer announcing a newer major speaks
+this one on these paths until both sides have moved (docs/design.md §6). Refusing on it would
+only add a way for events to die. A different major is logged as a warning, once per change.
 
 The hot path is one string comparison: a peer on the same version sends the same bytes as ours.
 """
@@ -27,20 +27,19 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from generated import CONTRACT_VERSION
-from integration_kit.problems import CONTRACT_VERSION_REFUSED, ProblemError
 
 log = logging.getLogger(__name__)
 
 HEADER = "contract-version"
 # The paths of the contract: their answers announce the version (the pages' APIs are not in it).
 INTEGRATION_PREFIX = "/api/integration"
-# What the spec's header schema admits: MAJOR.MINOR.PATCH, no leading zeros.
+# MAJOR.MINOR.PATCH, no leading zeros (what the spec's answer header admits).
 _VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
 # The major the paths of this build serve.
 MAJOR = int(CONTRACT_VERSION.split(".", 1)[0])
 # What a peer is recorded as when it sends no header: it was built on 1.0.0, which predates it.
 UNVERSIONED = "unversioned"
-# What a peer is recorded as when its answer's header is not a version (never echoed raw: logs).
+# What a peer is recorded as when its header is not a version (never echoed raw into logs).
 MALFORMED = "malformed"
 
 _ANNOUNCED = (HEADER.encode(), CONTRACT_VERSION.encode())
@@ -72,10 +71,10 @@ class PeerContract:
             return
         previous, self.version = self.version, version
         major = major_of(version)
-        if major is not None and major != MAJOR:
+        if version == MALFORMED or (major is not None and major != MAJOR):
             log.warning(
                 "peer contract version %s (was %s); this side implements %s, major %d: "
-                "the two sides must move to one major (docs/design.md §6)",
+                "the two sides must come to one major (docs/design.md §6)",
                 version,
                 previous,
                 CONTRACT_VERSION,
@@ -90,31 +89,12 @@ class PeerContract:
             )
 
 
-def require_contract_version(peer: PeerContract) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency, run after authentication: refuses (400 problem+json) a
-    `Contract-Version` that is not a version or names an older major than this build serves, and
-    records the caller's version in `peer`."""
+def record_contract_version(peer: PeerContract) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency, run after authentication (a stranger's header teaches nothing):
+    records the caller's `Contract-Version` in `peer`."""
 
     async def dependency(request: Request) -> None:
-        announced = request.headers.get(HEADER)
-        if announced is not None and announced != CONTRACT_VERSION:
-            major = major_of(announced)
-            if major is None:
-                raise ProblemError(
-                    400,
-                    CONTRACT_VERSION_REFUSED,
-                    "Contract version refused",
-                    "Contract-Version must be MAJOR.MINOR.PATCH (digits, no leading zeros).",
-                )
-            if major < MAJOR:
-                raise ProblemError(
-                    400,
-                    CONTRACT_VERSION_REFUSED,
-                    "Contract version refused",
-                    f"This path serves contract major {MAJOR} (this side implements "
-                    f"{CONTRACT_VERSION}); a sender of {announced} cannot know its rules.",
-                )
-        peer.saw(announced)
+        peer.saw(request.headers.get(HEADER))
 
     return dependency
 

@@ -42,7 +42,6 @@ INTERNAL_ERROR = "urn:tma-crm:problem:internal-error"
 RATE_LIMITED = "urn:tma-crm:problem:rate-limited"
 CURSOR_NOT_VALID = "urn:tma-crm:problem:cursor-not-valid"
 CURSOR_EPOCH_CHANGED = "urn:tma-crm:problem:cursor-epoch-changed"
-CONTRACT_VERSION_REFUSED = "urn:tma-crm:problem:contract-version-refused"
 
 
 class ProblemError(Exception):
