@@ -20,6 +20,7 @@ from integration_kit import reconcile_loop, ticket_fields
 from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
+from integration_kit.contract_version import PeerContract
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
 from integration_kit.legacy_routes import LegacyRouteCalls, install
@@ -38,6 +39,7 @@ def build_runtime(
 ) -> Runtime:
     """The CRM's live parts; tests pass their own clock and a transport to the TMA app."""
     clock = clock or SystemClock()
+    peer_contract = PeerContract()  # what the peer announces, on its answers and requests
     db = Database.for_backend(settings, "crm")
     peer = make_peer_client(
         base_url=settings.peer_url,
@@ -47,6 +49,7 @@ def build_runtime(
         signing_secret=lambda: settings.peer_signing_secret,
         clock=clock,
         transport=peer_transport,
+        peer_contract=peer_contract,
     )
     repository = OutboxRepository(Outbox, Ticket)
     senders: dict[str, EventSender] = {
@@ -79,6 +82,7 @@ def build_runtime(
         peer=peer,
         dispatcher=dispatcher,
         limiter=limiter,
+        peer_contract=peer_contract,
     )
     loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository, clock=clock))
     if loop is not None:
