@@ -90,7 +90,11 @@ def _serve(
         if contract.credentials == "valid":
             _assert_requests_were_stored(backend)
             assert_floors(
-                backend.acceptance, suite="stateless", side=contract.side, examples=EXAMPLES
+                backend.acceptance,
+                db=db_kind,
+                suite="stateless",
+                side=contract.side,
+                examples=EXAMPLES,
             )
         else:
             if contract.credentials in ("unsigned", "stale"):

@@ -139,7 +139,13 @@ def run_scenarios(contract: Contract, backend: Backend) -> Counter[str]:
         reached.clear()
         forget(backend.acceptance, db=backend.db_kind, suite="stateful", side=backend.side)
         Scenario.run(settings=scenario_settings)
-    assert_floors(backend.acceptance, suite="stateful", side=backend.side, examples=SCENARIOS)
+    assert_floors(
+        backend.acceptance,
+        db=backend.db_kind,
+        suite="stateful",
+        side=backend.side,
+        examples=SCENARIOS,
+    )
     return reached
 
 
