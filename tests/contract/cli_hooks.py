@@ -2,9 +2,10 @@
 
 The same hooks and checks as the pytest contract tests: generated requests mostly name the tickets
 scripts/contract.py seeded into the server under test (CONTRACT_SIDE says which), so messages and
-status changes are stored rather than answered 404; valid cases keep to the instants the spec
-allows in words. Every request is signed (Standard Webhooks) with CONTRACT_SIGNING_SECRET, the
-server's inbound secret, over the exact bytes sent.
+status changes are stored rather than answered 404; valid cases get fresh ids, status changes
+dated near the server's clock, and keep to the instants the spec allows. Every request is signed
+(Standard Webhooks) with CONTRACT_SIGNING_SECRET, the server's inbound secret, over the exact
+bytes sent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -20,7 +22,11 @@ from schemathesis.core.parameters import ParameterLocation
 
 from integration_kit.signing import signature_headers
 from tests.contract import checks  # noqa: F401  (registers the checks of the spec's prose)
-from tests.contract.seeding import aim_at_seeded_tickets, names_representable_instants
+from tests.contract.seeding import (
+    CaseClock,
+    aim_at_seeded_tickets,
+    names_representable_instants,
+)
 
 SIDE = os.environ.get("CONTRACT_SIDE", "")
 if SIDE not in ("crm", "tma"):
@@ -30,9 +36,13 @@ if not SECRET:
     raise RuntimeError("set CONTRACT_SIGNING_SECRET to the inbound signing secret of the server")
 
 
+# Valid status changes are dated from the server's clock on: the wall clock here.
+CLOCK = CaseClock(datetime.now(UTC))
+
+
 @schemathesis.hook
 def map_case(context: schemathesis.HookContext, case: Any) -> Any:
-    return aim_at_seeded_tickets("crm" if SIDE == "crm" else "tma", case)
+    return aim_at_seeded_tickets("crm" if SIDE == "crm" else "tma", case, clock=CLOCK)
 
 
 @schemathesis.hook

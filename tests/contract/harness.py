@@ -39,10 +39,12 @@ from integration_kit.clock import ManualClock
 from integration_kit.runtime import Runtime
 from integration_kit.signing import SigningTransport, signature_headers
 from tests.contract import checks  # noqa: F401  (registers the checks of the spec's prose)
+from tests.contract.acceptance import Counts, Suite, record
 from tests.contract.seeding import (
     CLOCK_START,
     SEEDED,
     SEEDED_STATUS_AT,
+    CaseClock,
     Side,
     aim_at_seeded_tickets,
     names_representable_instants,
@@ -200,7 +202,10 @@ class Backend:
     client: httpx.AsyncClient
     raw: httpx.AsyncClient
     base_url: str
+    db_kind: str
     answers: Counter[tuple[str, int]] = field(default_factory=Counter)
+    # Cases of each operation and how many valid ones were accepted (tests.contract.acceptance).
+    acceptance: dict[str, Counts] = field(default_factory=dict)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on this backend's event loop."""
@@ -265,6 +270,7 @@ class Contract:
     credentials: Credentials
     schema: Any
     bridge: AppBridge
+    clock: CaseClock  # the dates of valid cases (tests.contract.seeding)
 
     @contextmanager
     def serving(self, backend: Backend) -> Iterator[Backend]:
@@ -283,8 +289,12 @@ def load_contract(
     credentials: Credentials = "valid",
     aim: Aim = "tickets",
     writes_only: bool = False,
+    suite: Suite = "stateless",
 ) -> Contract:
-    """The spec file (never an app's own schema), restricted to the operations `side` serves."""
+    """The spec file (never an app's own schema), restricted to the operations `side` serves.
+
+    With valid credentials, each case's answer is counted for tests.contract.acceptance under
+    `suite`."""
     config = contract_config(side, credentials=credentials, max_examples=max_examples)
     schema = schemathesis.openapi.from_path(SPEC_PATH, config=config).include(
         served_by(side, writes_only=writes_only)
@@ -293,20 +303,32 @@ def load_contract(
     schema.app = bridge
 
     @schema.hook("after_call")
-    def _tally(_context: schemathesis.HookContext, _case: Any, _response: Any) -> None:
+    def _tally(_context: schemathesis.HookContext, case: Any, response: Any) -> None:
         TALLY[f"{side} cases"] += 1
+        backend = bridge.backend
+        if credentials == "valid" and backend is not None:
+            record(
+                backend.acceptance,
+                db=backend.db_kind,
+                suite=suite,
+                side=side,
+                case=case,
+                status=response.status_code,
+                answer=response.json() if response.status_code in (200, 201) else None,
+            )
 
     @schema.hook("filter_case")
     def _representable(_context: schemathesis.HookContext, case: schemathesis.Case) -> bool:
         return names_representable_instants(case)
 
+    clock = CaseClock(CLOCK_START)
     if aim != "nothing":
 
         @schema.hook("map_case")
         def _aim(_context: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
-            return aim_at_seeded_tickets(side, case, ids=aim == "tickets")
+            return aim_at_seeded_tickets(side, case, ids=aim == "tickets", clock=clock)
 
-    return Contract(side, credentials, schema, bridge)
+    return Contract(side, credentials, schema, bridge, clock)
 
 
 def backend_settings(side: Side, url: str) -> CrmSettings | TmaSettings:
@@ -362,7 +384,7 @@ def running_backend(
             stack.push_async_callback(client.aclose)
             stack.push_async_callback(raw.aclose)
             runner.run(seed(side, runtime.db))
-            yield Backend(side, runtime, app, runner, client, raw, BASE_URLS[side])
+            yield Backend(side, runtime, app, runner, client, raw, BASE_URLS[side], db_kind)
         finally:
             runner.run(stack.aclose())
 

@@ -11,6 +11,7 @@ point at; the command-line contract run (scripts/contract.py) uses it for the se
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import re
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import yaml
 from sqlalchemy import select
 
 from crm_impl import tables as crm_tables
@@ -85,17 +87,73 @@ def _is_uuid(value: object) -> bool:
         return False
 
 
+def _digest(body: dict[str, object]) -> bytes:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
+
+
+def fresh_id(digest: bytes, name: str) -> str:
+    """A new id for field `name` of the case whose generated body hashes to `digest`.
+
+    Derived from the generated body, never from uuid4: Hypothesis replays a case by its draws,
+    and the replay must send the same ids (a stateful scenario whose answers change on replay is
+    reported as a flaky strategy). Two cases with the same body get the same id: a replay (200).
+    """
+    return str(uuid.uuid5(_NAMESPACE, f"{name}:{digest.hex()}"))
+
+
+class CaseClock:
+    """The dates of valid cases: near the backend's time and one second later for each case, so
+    last-writer-wins applies status changes in the order they are sent.
+
+    A generated `changed_at` lies anywhere in years 1-9999: one in year 9000 would make every
+    later change to its ticket stale, so few would be applied; a ticket created in year 9000
+    holds that as its status time. `start` is the backend's clock (the manual clock's start in
+    process, the wall clock for `make contract`).
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+        self.cases = 0
+
+    def restart(self) -> None:
+        """From `start` again: each stateful scenario begins on a reset database."""
+        self.cases = 0
+
+    def next(self) -> datetime:
+        self.cases += 1
+        return self.start + timedelta(seconds=self.cases)
+
+
+def date_near_now(body: dict[str, object], clock: CaseClock, *, slot: int) -> None:
+    """Date a valid case from `clock`: `changed_at` always (one in eight a day earlier: stale
+    once its ticket has a newer status), `created_at` but one case in eight, which keeps its
+    generated instant (anywhere in years 1-9999: valid data the receiver must take too)."""
+    for name in ("created_at", "changed_at"):
+        value = body.get(name)
+        if not isinstance(value, str) or (name == "created_at" and slot == 4):
+            continue
+        at = clock.next() - (
+            timedelta(days=1) if name == "changed_at" and slot == 3 else timedelta(0)
+        )
+        body[name] = written_like(at, value)
+
+
 def aim_at_seeded_tickets(
-    side: Side, case: schemathesis.Case, *, ids: bool = True
+    side: Side, case: schemathesis.Case, *, ids: bool = True, clock: CaseClock | None = None
 ) -> schemathesis.Case:
-    """Point a generated request where it gets stored: a seeded ticket, the caller as sender.
+    """Point a generated request where it gets stored: a seeded ticket, the caller as sender,
+    and, for a valid case, fresh ids and dates from `clock` (`date_near_now`).
 
     The choice is a hash of the generated body, so it repeats exactly with the generation. A value
     is only replaced when it is valid, by another valid one, so a negative case stays exactly as
     invalid as it was generated. One request in eight keeps what was generated (a ticket not
     known here: 404; a sender that is not the caller: 403), one in eight names a ticket by two
     ids that contradict each other (409), one in eight reuses the recurring message id (200 or
-    409). With `ids=False` only the sender is set: links supply the ids.
+    409). Generated ids of valid cases recur (one `external_ticket_id` for most `createTicket`
+    cases: 409), so the others get fresh ones. With `ids=False` the ticket ids are left alone
+    (links supply them), no message id recurs, and every valid case gets the caller as sender,
+    a fresh message id and dates from `clock`: stateful scenarios follow the success paths, the
+    stateless runs the refusals too.
     """
     if case.operation.definition.raw.get("operationId") == "listChanges":
         # A cursor is only what a page answered: a made-up one is refused however well-formed
@@ -106,57 +164,171 @@ def aim_at_seeded_tickets(
     body = case.body
     if not isinstance(body, dict):
         return case
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
+    digest = _digest(body)
     slot, pick = digest[0] % 8, digest[1]
+    positive = case.meta is not None and case.meta.generation.mode.is_positive
     tickets = SEEDED[side]
     ticket, other = tickets[pick % len(tickets)], tickets[(pick + 1) % len(tickets)]
+    if positive and clock is not None and not (ids and slot == 0):
+        date_near_now(body, clock, slot=slot)
     if case.operation.definition.raw.get("operationId") == "createTicket":
         if ids and slot == 0 and _is_uuid(body.get("external_ticket_id")):
             # The TMA's id of a ticket the CRM has: a replay with another body (409).
             body["external_ticket_id"] = str(ticket.sender_id)
+        elif positive:
+            for name in ("external_ticket_id", "external_message_id"):
+                if _is_uuid(body.get(name)):
+                    body[name] = fresh_id(digest, name)
         return case
-    if slot == 0:
+    if slot == 0 and (ids or not positive):
         return case
     if body.get("sender") in CALLER.values():
         body["sender"] = CALLER[side]
-    if not ids:
-        return case
-    if _is_uuid(body.get("ticket_id")):
+    if ids and _is_uuid(body.get("ticket_id")):
         body["ticket_id"] = str((other if slot == 1 else ticket).receiver_id)
-    if _is_uuid(body.get("external_ticket_id")):
+    if ids and _is_uuid(body.get("external_ticket_id")):
         body["external_ticket_id"] = str(ticket.sender_id)
-    if slot == 2 and _is_uuid(body.get("external_message_id")):
+    if ids and slot == 2 and _is_uuid(body.get("external_message_id")):
         body["external_message_id"] = str(RECURRING_MESSAGE_ID)
+    elif positive and _is_uuid(body.get("external_message_id")):
+        body["external_message_id"] = fresh_id(digest, "external_message_id")
     return case
 
 
+def pair_ticket_ids(case: schemathesis.Case, known: dict[str, str], preferred: list[str]) -> None:
+    """Make a valid stateful step name one ticket by both ids, as a real sender would.
+
+    A link supplies each field on its own, at random: `ticket_id` from the answer may come with a
+    generated `external_ticket_id` (409), or neither comes (404). `known` maps the receiver's
+    ticket ids to the sender's; the id a link supplied is kept and its partner filled in, and a
+    step that got neither names one of `preferred` (what the scenario created, in the order it
+    did), else of `known`.
+    """
+    body = case.body
+    if (
+        case.meta is None
+        or not case.meta.generation.mode.is_positive
+        or not isinstance(body, dict)
+        or case.operation.definition.raw.get("operationId") not in ("postMessage", "postStatus")
+    ):
+        return
+    by_external = {external: ticket for ticket, external in known.items()}
+    ticket_id = str(body.get("ticket_id", "")).lower()
+    external = str(body.get("external_ticket_id", "")).lower()
+    if ticket_id in known:
+        body["external_ticket_id"] = known[ticket_id]
+    elif external in by_external:
+        if "ticket_id" in body:
+            body["ticket_id"] = by_external[external]
+    else:
+        # Chosen by what was generated, not by the ids the backend made up (new on every run
+        # of the scenario): replayed, the step names the same ticket of the scenario.
+        generated = {k: v for k, v in body.items() if k not in ("ticket_id", "external_ticket_id")}
+        choices = preferred or sorted(known)
+        chosen = choices[_digest(generated)[1] % len(choices)]
+        if "ticket_id" in body:
+            body["ticket_id"] = chosen
+        body["external_ticket_id"] = known[chosen]
+    message_id = body.get("external_message_id")
+    if _is_uuid(message_id) and message_id != str(RECURRING_MESSAGE_ID):
+        # The id was made before the link named the ticket: two steps generated alike may now
+        # be about different tickets, and must not share a message id (409).
+        rest = {name: value for name, value in body.items() if name != "external_message_id"}
+        body["external_message_id"] = fresh_id(_digest(rest), "external_message_id")
+
+
 _DATE_TIME = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
 )
 
 
-def names_representable_instants(case: schemathesis.Case) -> bool:
-    """False for a valid case whose date-time names an instant outside 0001-9999 UTC.
+_STYLE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt])[0-9:]{8}(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
-    The spec says in words that such a date-time answers 422 (JSON Schema cannot say it), so a
-    case that JSON Schema calls valid but the spec's words do not is not valid data: it is left
-    out of the positive cases rather than expected to be accepted.
+
+def written_like(at: datetime, generated: str) -> str:
+    """`at` written as the generated date-time is: its `T`, its fraction digits, its offset.
+
+    Only the instant is chosen; how it is spelled stays what Hypothesis generated.
+    """
+    style = _STYLE.fullmatch(generated)
+    if style is None:
+        return at.isoformat()
+    separator, fraction, zone = style.groups()
+    if zone in ("Z", "z"):
+        local, suffix = at.astimezone(UTC), zone
+    else:
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        offset = timedelta(hours=hours, minutes=minutes) * (-1 if zone[0] == "-" else 1)
+        local, suffix = at.astimezone(timezone(offset)), zone
+    text = local.strftime(f"%Y-%m-%d{separator}%H:%M:%S")
+    if fraction:
+        text += "." + f"{local.microsecond:06d}"[: len(fraction)].ljust(len(fraction), "0")
+    return text + suffix
+
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "integration.yaml"
+
+
+@functools.cache
+def instant_ranges() -> dict[str, dict[str, tuple[datetime, datetime]]]:
+    """Per operation, the request date-times and the range of instants the spec lets each name
+    (its `x-instant-range` extension; JSON Schema's `date-time` format cannot say it)."""
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    ranges: dict[str, dict[str, tuple[datetime, datetime]]] = {}
+    for methods in spec["paths"].values():
+        for operation in methods.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            schema = content.get("application/json", {}).get("schema", {})
+            if "$ref" in schema:
+                schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+            for name, field in schema.get("properties", {}).items():
+                if "x-instant-range" in field:
+                    bounds = field["x-instant-range"]
+                    ranges.setdefault(operation["operationId"], {})[name] = (
+                        datetime.fromisoformat(bounds["minimum"]),
+                        datetime.fromisoformat(bounds["maximum"]),
+                    )
+    return ranges
+
+
+def _instant(value: str) -> datetime | None:
+    """The UTC instant an RFC 3339 date-time names; None when it has none in years 1-9999."""
+    found = _DATE_TIME.fullmatch(value)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
+    fraction, sign, hours, minutes = found.groups()[6:]
+    offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0))
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        zone = timezone(-offset if sign == "-" else offset)
+        # A leap second (":60") is held as the last microsecond of its minute.
+        local = datetime(year, month, day, hour, minute, min(second, 59), micro, tzinfo=zone)
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def names_representable_instants(case: schemathesis.Case) -> bool:
+    """False for a valid case whose date-time is outside the spec's `x-instant-range`.
+
+    JSON Schema calls such a case valid and the spec does not (it answers 422), so it is not valid
+    data: it is left out of the positive cases rather than expected to be accepted. Negative
+    cases are left alone.
     """
     body = case.body
     if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
         return True
-    for field in ("created_at", "changed_at"):
-        found = _DATE_TIME.fullmatch(str(body.get(field, "")))
-        if found is None:
-            continue
-        year, month, day, hour, minute, second = (int(part) for part in found.groups()[:6])
-        sign, hours, minutes = found.groups()[6:]
-        offset = timedelta(hours=int(hours or 0), minutes=int(minutes or 0))
-        try:
-            zone = timezone(-offset if sign == "-" else offset)
-            datetime(year, month, day, hour, minute, min(second, 59), tzinfo=zone).astimezone(UTC)
-        except (ValueError, OverflowError):
+    operation = str(case.operation.definition.raw.get("operationId", ""))
+    for field, (earliest, latest) in instant_ranges().get(operation, {}).items():
+        value = body.get(field)
+        if not isinstance(value, str) or _DATE_TIME.fullmatch(value) is None:
+            continue  # not a date-time at all: schemathesis's own business
+        instant = _instant(value)
+        if instant is None or not earliest <= instant <= latest:
             return False
     return True
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.contract import sabotage
+from tests.contract.acceptance import assert_floors
 from tests.contract.harness import (
     SECRETS,
     TOKENS,
@@ -88,6 +89,13 @@ def _serve(
             return
         if contract.credentials == "valid":
             _assert_requests_were_stored(backend)
+            assert_floors(
+                backend.acceptance,
+                db=db_kind,
+                suite="stateless",
+                side=contract.side,
+                examples=EXAMPLES,
+            )
         else:
             if contract.credentials in ("unsigned", "stale"):
                 assert SIGNATURE_REFUSALS[contract.side, contract.credentials] > refused_before

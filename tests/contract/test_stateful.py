@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import FlakyStrategyDefinition
 
+from tests.contract.acceptance import assert_floors, forget
 from tests.contract.checks import instant
 from tests.contract.harness import (
     Backend,
@@ -25,15 +26,22 @@ from tests.contract.harness import (
     load_contract,
     running_backend,
 )
+from tests.contract.seeding import SEEDED, pair_ticket_ids
 
 SCENARIOS = max(examples_per_operation(40) // 2, 10)
 
-# The links supply the ticket ids; the hook only names the caller as the sender. Sequences of
-# writes only: a read of the change feed changes nothing to check, and its answers carry this
-# database's random epoch, which makes Hypothesis see a scenario generated differently when it
-# replays it (FlakyStrategyDefinition). The feed has its own tests and is fuzzed statelessly.
-crm_links = load_contract("crm", max_examples=SCENARIOS, aim="sender", writes_only=True)
-tma_sequences = load_contract("tma", max_examples=SCENARIOS, writes_only=True)
+# The links supply the ticket ids; the hook names the caller as the sender and gives valid steps
+# fresh ids and dates near the backend's time, and each valid step names one
+# ticket by both ids (`pair_ticket_ids`). Sequences of writes only: a read of the change feed
+# changes nothing to check, and its answers carry this database's random epoch, which makes
+# Hypothesis see a scenario generated differently when it replays it (FlakyStrategyDefinition).
+# The feed has its own tests and is fuzzed statelessly.
+crm_links = load_contract(
+    "crm", max_examples=SCENARIOS, aim="sender", writes_only=True, suite="stateful"
+)
+tma_sequences = load_contract(
+    "tma", max_examples=SCENARIOS, aim="sender", writes_only=True, suite="stateful"
+)
 
 # Generation only, as schemathesis's own stateful phase runs: link values are applied at random
 # outside Hypothesis's control, so replaying a scenario to shrink it would not repeat it.
@@ -55,22 +63,37 @@ def _operation(case: Any) -> str:
 def run_scenarios(contract: Contract, backend: Backend) -> Counter[str]:
     """Run the contract's state machine against `backend`; count what the scenarios reached."""
     reached: Counter[str] = Counter()
+    # The tickets a step may name: the seeded ones the backend has linked, then those created.
+    seeded = {
+        str(ticket.receiver_id): str(ticket.sender_id)
+        for ticket in SEEDED[backend.side]
+        if ticket.linked
+    }
 
     class Scenario(contract.schema.as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
             backend.reset()
-            self.created: set[str] = set()  # tickets this scenario created
+            # Every scenario dates its cases the same way: replayed, it sends the same.
+            contract.clock.restart()
+            self.known = dict(seeded)  # receiver's ticket id -> sender's, as answers taught
+            self.created: list[str] = []  # tickets this scenario created, in order
             self.with_message: set[str] = set()  # tickets this scenario stored a message on
             self.stored_messages: set[str] = set()
             # What each ticket holds by the answers so far: (status, changed_at).
             self.held: dict[str, tuple[str, datetime | None]] = {}
 
+        def before_call(self, case: Any) -> None:
+            super().before_call(case)
+            pair_ticket_ids(case, self.known, self.created)
+
         def after_call(self, response: Any, case: Any) -> None:
             super().after_call(response, case)
             operation = _operation(case)
             answer = response.json() if response.status_code in (200, 201) else {}
+            if operation == "createTicket" and answer:
+                self.known[answer["ticket_id"]] = answer["external_ticket_id"]
             if operation == "createTicket" and response.status_code == 201:
-                self.created.add(answer["ticket_id"])
+                self.created.append(answer["ticket_id"])
             elif operation == "postMessage" and response.status_code == 201:
                 self.stored_messages.add(answer["message_id"])
                 self.with_message.add(answer["ticket_id"])
@@ -114,7 +137,15 @@ def run_scenarios(contract: Contract, backend: Backend) -> Counter[str]:
         # the same scenario again (the cause is not found yet). Once more from the start; a
         # second report fails the test.
         reached.clear()
+        forget(backend.acceptance, db=backend.db_kind, suite="stateful", side=backend.side)
         Scenario.run(settings=scenario_settings)
+    assert_floors(
+        backend.acceptance,
+        db=backend.db_kind,
+        suite="stateful",
+        side=backend.side,
+        examples=SCENARIOS,
+    )
     return reached
 
 

@@ -36,7 +36,11 @@ def test_broken_backends_fail_the_contract_suite(tmp_path: Path) -> None:
     # SQLite, the fixed seed, few cases: the breakages are found at once or not at all.
     unset = {"TEST_DATABASE_URL", "CONTRACT_SEED"}
     env = {key: value for key, value in os.environ.items() if key not in unset}
-    env |= {ENV: "1", "CONTRACT_EXAMPLES": "10"}
+    env |= {
+        ENV: "1",
+        "CONTRACT_EXAMPLES": "10",
+        "CONTRACT_ACCEPTED_REPORT": str(tmp_path / "accepted.json"),
+    }
     command = [
         sys.executable,
         "-m",
