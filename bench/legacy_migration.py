@@ -1,9 +1,11 @@
 """`make bench-cutover`: the legacy migration of an old TMA database of N messages on PostgreSQL.
 
 Builds an old TMA database (tma_impl/legacy's schema, 10 messages a ticket, bodies of a
-realistic length), then runs `migrate` as the command does (the row check, the conversion in
-one transaction, the main chain) while a probe takes the write lock an INSERT needs on
-`messages` every 20 ms: the longest probe wait is the longest time writes were blocked.
+realistic length), then runs `migrate` as the command does (the row check, the online copy, the
+final step, the main chain) while the old system writes: a writer inserts a message every 20 ms
+and edits an old one every 40 ms, each in its own transaction, until the old tables are gone;
+the longest statement is the longest time writes were blocked. Every write it committed must be
+in the converted database (checked). Each part's time is reported.
 Baseline of the same run: copying the same messages once into a new table with one
 `CREATE TABLE AS` (what any conversion that rewrites the table costs at least).
 
@@ -26,7 +28,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from integration_kit import legacy
+from integration_kit import legacy, legacy_online
 from tma_impl.legacy import SIDE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,39 +84,86 @@ async def fill(dsn: str, messages: int) -> None:
         await connection.close()
 
 
-class Probe:
-    """Takes the lock an INSERT into `messages` takes, again and again, from its own thread."""
+class Writer:
+    """The old TMA at work during the migration, from its own thread: every 20 ms a user's
+    message is inserted and, every other round, an old message is edited, each in its own
+    transaction. The longest a statement took is the longest time writes were blocked. It stops
+    at the first write the database refuses: the old tables are gone, the new system's turn."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, messages: int) -> None:
         self.dsn = dsn
+        self.messages = messages
         self.longest = 0.0
-        self.probes = 0
+        self.written = 0  # inserts committed
+        self.edited = 0
+        self.stopped_by = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     async def _run(self) -> None:
         connection = await asyncpg.connect(self.dsn)
+        ticket = await connection.fetchval("SELECT ticket_id FROM messages WHERE id = 1")
         try:
+            round_ = 0
             while not self._stop.is_set():
+                round_ += 1
                 started = time.perf_counter()
                 try:
-                    async with connection.transaction():
-                        await connection.execute("LOCK TABLE messages IN ROW EXCLUSIVE MODE")
-                except asyncpg.PostgresError:
-                    pass  # the table it waited for was dropped: it waited all the same
-                self.longest = max(self.longest, time.perf_counter() - started)
-                self.probes += 1
+                    await connection.execute(
+                        "INSERT INTO messages (ticket_id, sender, message, attachments, "
+                        "created_at) VALUES ($1, 'local', 'Any news?', '[]', now())",
+                        ticket,
+                    )
+                    self.written += 1
+                    if round_ % 2 == 0:
+                        await connection.execute(
+                            "UPDATE messages SET message = message || '.' WHERE id = $1",
+                            1 + round_ % self.messages,
+                        )
+                        self.edited += 1
+                except asyncpg.PostgresError as exc:
+                    self.stopped_by = type(exc).__name__
+                    return
+                finally:
+                    self.longest = max(self.longest, time.perf_counter() - started)
                 await asyncio.sleep(PROBE_EVERY)
         finally:
             await connection.close()
 
-    def __enter__(self) -> Probe:
+    def __enter__(self) -> Writer:
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class Timed:
+    """What each part of `migrate` took, by wrapping the functions it calls."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, timed)
+
+
+async def _count(dsn: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM messages"))
+    finally:
+        await connection.close()
 
 
 async def baseline(dsn: str) -> float:
@@ -146,18 +195,29 @@ def run(url: str, messages: int) -> dict[str, Any]:
         started = time.perf_counter()
         findings = legacy.check(target_url, SIDE)
         checked = time.perf_counter() - started
-        with Probe(dsn) as probe:
+        timed = Timed()
+        timed.wrap(legacy, "check", "migrate_check_seconds")
+        timed.wrap(legacy_online, "prepare", "prepare_online_seconds")
+        timed.wrap(legacy_online, "finish", "final_step_seconds")
+        timed.wrap(legacy, "upgrade", "main_chain_seconds")
+        with Writer(dsn, messages) as writer:
             started = time.perf_counter()
             legacy.migrate(target_url, SIDE)
             migrated = time.perf_counter() - started
+        converted = asyncio.run(_count(dsn))
+        if converted != messages + writer.written:  # every committed write was carried over
+            raise RuntimeError(f"{converted} messages, {messages} + {writer.written} written")
         return {
             "messages": messages,
             "findings": len(findings),
             "build_seconds": round(built, 2),
             "check_seconds": round(checked, 2),
             "migrate_seconds": round(migrated, 2),
-            "writes_blocked_longest_seconds": round(probe.longest, 2),
-            "probes": probe.probes,
+            **{key: round(value, 2) for key, value in timed.seconds.items()},
+            "writes_blocked_longest_seconds": round(writer.longest, 2),
+            "writes_during_migrate": writer.written,
+            "edits_during_migrate": writer.edited,
+            "writer_stopped_by": writer.stopped_by,
             "baseline_copy_seconds": round(copy, 2),
             "migrate_vs_baseline": round(migrated / copy, 1) if copy else None,
         }
