@@ -3,9 +3,14 @@
 Builds an old TMA database (tma_impl/legacy's schema, 10 messages a ticket, bodies of a
 realistic length), then runs `migrate` as the command does (the row check, the online copy, the
 final step, the main chain) while the old system writes: a writer inserts a message every 20 ms
-and edits an old one every 40 ms, each in its own transaction, until the old tables are gone;
-the longest statement is the longest time writes were blocked. Every write it committed must be
-in the converted database (checked). Each part's time is reported.
+and edits an old one every 40 ms, each in its own transaction, until the old tables are gone.
+Every write it committed must be in the converted database (checked).
+
+Two figures of blocking, since they differ: the old system's longest stalled statement (how long
+its writes waited on the final step's lock), and the window with no side taking writes, from the
+final step's lock to the database at head (the old tables are gone from the final step's commit
+on, and the new backend cannot serve before the main chain is done). Each part's time is
+reported, and each main-chain revision's, with the machine's load average.
 Baseline of the same run: copying the same messages once into a new table with one
 `CREATE TABLE AS` (what any conversion that rewrites the table costs at least).
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -140,22 +146,63 @@ class Writer:
 
 
 class Timed:
-    """What each part of `migrate` took, by wrapping the functions it calls."""
+    """What each part of `migrate` took, by wrapping the functions it calls, and when each part
+    started and ended (perf_counter), so the window with no side taking writes can be measured
+    from the final step's start (its first statement locks the old tables) to the main chain's
+    end (the database at head, when the new backend can serve)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
         inner = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            self.started.setdefault(label, started)
             try:
                 return inner(*args, **kwargs)
             finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+                self.ended[label] = time.perf_counter()
+                self.seconds[label] = self.seconds.get(label, 0.0) + self.ended[label] - started
 
         setattr(owner, name, timed)
+
+
+class Revisions(logging.Handler):
+    """When Alembic starts each revision ("Running upgrade 0003 -> 0004, ..."): a revision
+    lasts until the next one starts, the last until its chain's end."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.starts: list[tuple[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Running upgrade "):
+            step = message.removeprefix("Running upgrade ").split(",", 1)[0]
+            self.starts.append((step, time.perf_counter()))
+
+    def __enter__(self) -> Revisions:
+        logger = logging.getLogger("alembic.runtime.migration")
+        self._level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        logger = logging.getLogger("alembic.runtime.migration")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+    def seconds(self, end: float) -> dict[str, float]:
+        """Each revision's seconds, the last one's until `end`."""
+        ends = [at for _step, at in self.starts[1:]] + [end]
+        return {
+            step: round(until - at, 2) for (step, at), until in zip(self.starts, ends, strict=True)
+        }
 
 
 async def _count(dsn: str) -> int:
@@ -178,6 +225,14 @@ async def baseline(dsn: str) -> float:
         await connection.close()
 
 
+def _load() -> str:
+    """The machine's load average (1, 5, 15 min): the machine is shared, figures depend on it."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def run(url: str, messages: int) -> dict[str, Any]:
     """Build, measure and drop one old database of `messages` messages."""
     name = f"cutover_bench_{os.getpid()}"
@@ -196,30 +251,40 @@ def run(url: str, messages: int) -> dict[str, Any]:
         findings = legacy.check(target_url, SIDE)
         checked = time.perf_counter() - started
         timed = Timed()
-        timed.wrap(legacy, "check", "migrate_check_seconds")
-        timed.wrap(legacy_online, "prepare", "prepare_online_seconds")
-        timed.wrap(legacy_online, "finish", "final_step_seconds")
-        timed.wrap(legacy, "upgrade", "main_chain_seconds")
-        with Writer(dsn, messages) as writer:
+        timed.wrap(legacy, "check", "migrate_check")
+        timed.wrap(legacy_online, "prepare", "prepare_online")
+        timed.wrap(legacy_online, "finish", "final_step")
+        timed.wrap(legacy, "upgrade", "main_chain")
+        load_before = _load()
+        with Writer(dsn, messages) as writer, Revisions() as revisions:
             started = time.perf_counter()
             legacy.migrate(target_url, SIDE)
-            migrated = time.perf_counter() - started
+            at_head = time.perf_counter()
+            migrated = at_head - started
         converted = asyncio.run(_count(dsn))
         if converted != messages + writer.written:  # every committed write was carried over
             raise RuntimeError(f"{converted} messages, {messages} + {writer.written} written")
+        # The conversion revision is logged too; the main chain's revisions are those after it.
+        main_chain = [(s, at) for s, at in revisions.starts if at >= timed.ended["final_step"]]
+        revisions.starts = main_chain
         return {
             "messages": messages,
             "findings": len(findings),
             "build_seconds": round(built, 2),
             "check_seconds": round(checked, 2),
             "migrate_seconds": round(migrated, 2),
-            **{key: round(value, 2) for key, value in timed.seconds.items()},
+            **{f"{key}_seconds": round(value, 2) for key, value in timed.seconds.items()},
+            "main_chain_revision_seconds": revisions.seconds(at_head),
+            # From the lock on the old tables to the database at head: neither the old system
+            # nor the new one can take writes (the side is down for its users).
+            "no_writes_window_seconds": round(at_head - timed.started["final_step"], 2),
             "writes_blocked_longest_seconds": round(writer.longest, 2),
             "writes_during_migrate": writer.written,
             "edits_during_migrate": writer.edited,
             "writer_stopped_by": writer.stopped_by,
             "baseline_copy_seconds": round(copy, 2),
             "migrate_vs_baseline": round(migrated / copy, 1) if copy else None,
+            "load_average_before_after": f"{load_before} / {_load()}",
         }
     finally:
         asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
