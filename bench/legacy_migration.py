@@ -1,8 +1,9 @@
 """`make bench-cutover`: the legacy migration of an old TMA database of N messages on PostgreSQL.
 
-Builds an old TMA database (tma_impl/legacy's schema, 10 messages a ticket, bodies of a
-realistic length), then runs `migrate` as the command does (the row check, the online copy, the
-final step, the main chain) while the old system writes: a writer inserts a message every 20 ms
+Builds an old TMA database (tma_impl/legacy's schema; `--side crm`: an old CRM's,
+crm_impl/legacy's; 10 messages a ticket, bodies of a realistic length), then runs `migrate` as
+the command does (the row check, the online copy, the final step, the main chain) while the old
+system writes: a writer inserts a message every 20 ms
 and edits an old one every 40 ms, each in its own transaction, until the old tables are gone.
 Every write it committed must be in the converted database (checked).
 
@@ -19,6 +20,7 @@ Figures, not pass/fail. Needs a PostgreSQL server: `--url postgresql://user@host
 Results go to build/bench/legacy_migration.json.
 """
 
+# ruff: noqa: S608 - SQL built from this module's constants, never from input
 from __future__ import annotations
 
 import argparse
@@ -34,8 +36,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from crm_impl.legacy import SIDE as CRM_SIDE
 from integration_kit import legacy, legacy_online
-from tma_impl.legacy import SIDE
+from integration_kit.legacy import LegacySide
+from tma_impl.legacy import SIDE as TMA_SIDE
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "bench"
@@ -55,28 +59,41 @@ async def _admin(url: str, statement: str) -> None:
         await connection.close()
 
 
-async def fill(dsn: str, messages: int) -> None:
-    """N messages over N/10 tickets and N/20 users, written by set-based SQL."""
+SIDES: dict[str, LegacySide] = {"tma": TMA_SIDE, "crm": CRM_SIDE}
+# How each old side keys a message (the TMA by an integer it numbers itself, the CRM by a UUID
+# it is given: here the fill's md5('message' || n)), and its tickets' subject column.
+MESSAGE_KEY = {"tma": "$1::bigint", "crm": "md5('message' || $1::bigint)::uuid"}
+NEW_MESSAGE = {
+    "tma": ("", ""),
+    "crm": ("id, ", "gen_random_uuid(), "),
+}
+
+
+async def fill(dsn: str, messages: int, side: str) -> None:
+    """N messages over N/10 tickets (and N/20 users on the TMA), written by set-based SQL."""
     tickets = max(1, messages // 10)
+    tma = side == "tma"
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(
-            """
-            INSERT INTO tickets (id, user_id, theme, status, project, external_url,
-                                 created_at, updated_at)
-            SELECT md5('ticket' || n)::uuid, 1000 + n % $2, 'Order ' || n || ' is unpaid',
+            f"""
+            INSERT INTO tickets (id, {"user_id, theme" if tma else "subject"}, status, project,
+                                 external_url, created_at, updated_at)
+            SELECT md5('ticket' || n)::uuid, {"1000 + n % $2, " if tma else ""}
+                   'Order ' || n || ' is unpaid',
                    (ARRAY['open', 'in_progress', 'closed'])[1 + n % 3], 'shop',
                    'https://shop.example/orders/' || n,
                    now() - interval '1 day' * (n % 300), now() - interval '1 day' * (n % 300)
             FROM generate_series(1, $1) AS n
             """,
-            tickets,
-            max(1, messages // 20),
+            *([tickets, max(1, messages // 20)] if tma else [tickets]),
         )
         await connection.execute(
-            """
-            INSERT INTO messages (ticket_id, sender, message, attachments, created_at)
-            SELECT md5('ticket' || (1 + n % $2))::uuid,
+            f"""
+            INSERT INTO messages ({"" if tma else "id, "}ticket_id, sender, message,
+                                  attachments, created_at)
+            SELECT {"" if tma else "md5('message' || n)::uuid, "}
+                   md5('ticket' || (1 + n % $2))::uuid,
                    CASE WHEN n % 3 = 0 THEN 'crm' ELSE 'local' END,
                    repeat('The payment for my order has not arrived yet. ', 3) || n,
                    '[]'::json, now() - interval '1 second' * ($1 - n)
@@ -91,14 +108,15 @@ async def fill(dsn: str, messages: int) -> None:
 
 
 class Writer:
-    """The old TMA at work during the migration, from its own thread: every 20 ms a user's
+    """The old system at work during the migration, from its own thread: every 20 ms a user's
     message is inserted and, every other round, an old message is edited, each in its own
     transaction. The longest a statement took is the longest time writes were blocked. It stops
     at the first write the database refuses: the old tables are gone, the new system's turn."""
 
-    def __init__(self, dsn: str, messages: int) -> None:
+    def __init__(self, dsn: str, messages: int, side: str) -> None:
         self.dsn = dsn
         self.messages = messages
+        self.side = side
         self.longest = 0.0
         self.written = 0  # inserts committed
         self.edited = 0
@@ -108,7 +126,7 @@ class Writer:
 
     async def _run(self) -> None:
         connection = await asyncpg.connect(self.dsn)
-        ticket = await connection.fetchval("SELECT ticket_id FROM messages WHERE id = 1")
+        id_column, id_value = NEW_MESSAGE[self.side]
         try:
             round_ = 0
             while not self._stop.is_set():
@@ -116,14 +134,15 @@ class Writer:
                 started = time.perf_counter()
                 try:
                     await connection.execute(
-                        "INSERT INTO messages (ticket_id, sender, message, attachments, "
-                        "created_at) VALUES ($1, 'local', 'Any news?', '[]', now())",
-                        ticket,
+                        f"INSERT INTO messages ({id_column}ticket_id, sender, message, "
+                        f"attachments, created_at) VALUES ({id_value}md5('ticket1')::uuid, "
+                        "'local', 'Any news?', '[]', now())"
                     )
                     self.written += 1
                     if round_ % 2 == 0:
                         await connection.execute(
-                            "UPDATE messages SET message = message || '.' WHERE id = $1",
+                            "UPDATE messages SET message = message || '.' "
+                            f"WHERE id = {MESSAGE_KEY[self.side]}",
                             1 + round_ % self.messages,
                         )
                         self.edited += 1
@@ -233,8 +252,9 @@ def _load() -> str:
         return "unknown"
 
 
-def run(url: str, messages: int) -> dict[str, Any]:
-    """Build, measure and drop one old database of `messages` messages."""
+def run(url: str, messages: int, side_name: str = "tma") -> dict[str, Any]:
+    """Build, measure and drop one old database of `messages` messages of one side."""
+    side = SIDES[side_name]
     name = f"cutover_bench_{os.getpid()}"
     asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}"'))
     asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
@@ -243,12 +263,12 @@ def run(url: str, messages: int) -> dict[str, Any]:
     dsn = _dsn(url, name)
     try:
         started = time.perf_counter()
-        legacy.create_legacy_database(target_url, SIDE)
-        asyncio.run(fill(dsn, messages))
+        legacy.create_legacy_database(target_url, side)
+        asyncio.run(fill(dsn, messages, side_name))
         built = time.perf_counter() - started
         copy = asyncio.run(baseline(dsn))
         started = time.perf_counter()
-        findings = legacy.check(target_url, SIDE)
+        findings = legacy.check(target_url, side)
         checked = time.perf_counter() - started
         timed = Timed()
         timed.wrap(legacy, "check", "migrate_check")
@@ -256,9 +276,9 @@ def run(url: str, messages: int) -> dict[str, Any]:
         timed.wrap(legacy_online, "finish", "final_step")
         timed.wrap(legacy, "upgrade", "main_chain")
         load_before = _load()
-        with Writer(dsn, messages) as writer, Revisions() as revisions:
+        with Writer(dsn, messages, side_name) as writer, Revisions() as revisions:
             started = time.perf_counter()
-            legacy.migrate(target_url, SIDE)
+            legacy.migrate(target_url, side)
             at_head = time.perf_counter()
             migrated = at_head - started
         converted = asyncio.run(_count(dsn))
@@ -268,6 +288,7 @@ def run(url: str, messages: int) -> dict[str, Any]:
         main_chain = [(s, at) for s, at in revisions.starts if at >= timed.ended["final_step"]]
         revisions.starts = main_chain
         return {
+            "side": side_name,
             "messages": messages,
             "findings": len(findings),
             "build_seconds": round(built, 2),
@@ -293,12 +314,13 @@ def run(url: str, messages: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--side", choices=sorted(SIDES), default="tma")
     parser.add_argument("--url", default=os.environ.get("TEST_DATABASE_URL", ""))
     parser.add_argument("--out", type=Path, default=OUT / "legacy_migration.json")
     args = parser.parse_args()
     if not args.url.startswith("postgres"):
         parser.error("a PostgreSQL URL is needed: --url or TEST_DATABASE_URL")
-    result = run(args.url, args.messages)
+    result = run(args.url, args.messages, args.side)
     for key, value in result.items():
         print(f"{key:32} {value}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
