@@ -27,8 +27,9 @@ def upgrade() -> None:
     # - the sort the events' numbering needs gets the memory to run at once: with the default
     #   4 MB the planner reads the messages through their ticket index instead, one random page
     #   per message (11 s against 7 s for the fill measured there). For this transaction only.
-    keys_after_fill = op.get_bind().dialect.name == "postgresql"
-    if keys_after_fill:
+    # - the read markers are set by one grouped pass over the events, not a lookup per ticket.
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    if postgresql:
         op.execute("SET LOCAL work_mem = '256MB'")
     # (column, the table and column it names)
     foreign_keys = [("message_seq", "messages", "seq"), ("ticket_id", "tickets", "id")]
@@ -45,7 +46,7 @@ def upgrade() -> None:
         sa.Column("created_at", integration_kit.db.UTCDateTime(timezone=True), nullable=False),
         *(
             []
-            if keys_after_fill
+            if postgresql
             else [
                 sa.ForeignKeyConstraint(
                     [column],
@@ -74,16 +75,24 @@ def upgrade() -> None:
         FROM messages m JOIN tickets t ON t.id = m.ticket_id
         """
     )
-    # A ticket without events keeps the column's default, 0. One grouped pass over the events,
-    # not a lookup per ticket.
-    op.execute(
-        """
-        UPDATE tickets SET read_event_seq = e.last
-        FROM (SELECT ticket_id, MAX(seq) AS last FROM ticket_events GROUP BY ticket_id) AS e
-        WHERE e.ticket_id = tickets.id
-        """
-    )
-    if keys_after_fill:
+    if postgresql:
+        # A ticket without events keeps the column's default, 0. (UPDATE ... FROM needs SQLite
+        # 3.33: SQLite keeps the statement below, which says the same.)
+        op.execute(
+            """
+            UPDATE tickets SET read_event_seq = e.last
+            FROM (SELECT ticket_id, MAX(seq) AS last FROM ticket_events GROUP BY ticket_id) AS e
+            WHERE e.ticket_id = tickets.id
+            """
+        )
+    else:
+        op.execute(
+            """
+            UPDATE tickets SET read_event_seq = COALESCE(
+                (SELECT MAX(e.seq) FROM ticket_events e WHERE e.ticket_id = tickets.id), 0)
+            """
+        )
+    if postgresql:
         for column, referred, key in foreign_keys:
             op.create_foreign_key(
                 op.f(f"fk_ticket_events_{column}_{referred}"),
