@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="the benchmark measures PostgreSQL")
-def test_the_migration_benchmark_runs_on_10000_messages(tmp_path: Path) -> None:
+@pytest.mark.parametrize("side", ["tma", "crm"])
+def test_the_migration_benchmark_runs_on_10000_messages(tmp_path: Path, side: str) -> None:
     out = tmp_path / "legacy_migration.json"
     done = subprocess.run(
         [
@@ -24,6 +25,8 @@ def test_the_migration_benchmark_runs_on_10000_messages(tmp_path: Path) -> None:
             str(ROOT / "bench" / "legacy_migration.py"),
             "--messages",
             "10000",
+            "--side",
+            side,
             "--url",
             POSTGRES_URL,
             "--out",
@@ -37,7 +40,7 @@ def test_the_migration_benchmark_runs_on_10000_messages(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     print(done.stdout)
     result = json.loads(out.read_text())
-    assert result["messages"] == 10_000
+    assert (result["side"], result["messages"]) == (side, 10_000)
     assert result["findings"] == 0
     # The old system wrote during the migration (the bench checks every write was carried over)
     # until its tables were gone: its statement waiting on the lock fails once they are dropped
