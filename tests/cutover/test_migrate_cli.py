@@ -115,16 +115,16 @@ def _run_process(
     )
 
 
-async def _schemas(url: str) -> list[str]:
+async def _scalars(url: str, query: str) -> list[Any]:
     engine = create_async_engine(async_url(url))
     try:
         async with engine.connect() as connection:
-            found = await connection.execute(
-                text("SELECT nspname FROM pg_namespace WHERE nspname = 'legacy_cutover'")
-            )
-            return list(found.scalars())
+            return list((await connection.execute(text(query))).scalars())
     finally:
         await engine.dispose()
+
+
+COPY_SCHEMA = "SELECT nspname FROM pg_namespace WHERE nspname = 'legacy_cutover'"
 
 
 async def _write(url: str, statement: Any) -> None:
@@ -159,24 +159,28 @@ async def test_prepare_from_the_command_line(db_kind: str, tmp_path: Path) -> No
         assert "Traceback" not in done.stderr
         assert "messages 1 message: body is 5000 characters, over 4096" in done.stderr
         assert "nothing was changed" in done.stderr.splitlines()[-1]
-        assert await _schemas(tma_url) == []
+        assert await _scalars(tma_url, COPY_SCHEMA) == []
 
         await _write(tma_url, update(old).where(old.c.id == 1).values(message="fixed"))
-        for _run in range(2):  # the second run finds the copy made and keeps it
+        [ticket] = await _scalars(tma_url, "SELECT ticket_id FROM messages WHERE id = 1")
+        for attempt in range(2):
             done = await asyncio.to_thread(
                 _run_process, "tma", tma_url, tmp_path, "migrate", "--prepare"
             )
             assert done.returncode == 0, done.stderr
             assert done.stdout.strip() == "tma: copied; stop the old system, then run migrate"
-            assert await _schemas(tma_url) == ["legacy_cutover"]
+            assert await _scalars(tma_url, COPY_SCHEMA) == ["legacy_cutover"]
             assert await asyncio.to_thread(state_of, tma_url, SIDES["tma"]) == "legacy"
+            # The copy is the first run's: the second keeps it (what was written after the first
+            # is logged, and carried over by the final step, not copied again).
+            assert await _scalars(tma_url, "SELECT count(*) FROM legacy_cutover.messages") == [8]
             # The old TMA still writes to its own tables.
             await _write(
                 tma_url,
                 insert(old).values(
-                    ticket_id=(await _first_ticket(tma_url)),
+                    ticket_id=ticket,
                     sender="local",
-                    message=f"Written after prepare {_run}",
+                    message=f"Written after prepare {attempt}",
                     attachments=[],
                     created_at=T0,
                 ),
@@ -184,8 +188,8 @@ async def test_prepare_from_the_command_line(db_kind: str, tmp_path: Path) -> No
 
         done = await asyncio.to_thread(_run_process, "tma", tma_url, tmp_path, "migrate")
         assert done.returncode == 0, done.stderr
-        assert await _schemas(tma_url) == []
-        bodies = await _bodies(tma_url)
+        assert await _scalars(tma_url, COPY_SCHEMA) == []
+        bodies = await _scalars(tma_url, "SELECT body FROM messages ORDER BY seq")
         assert bodies[0] == "fixed"
         assert bodies[-2:] == ["Written after prepare 0", "Written after prepare 1"]
         assert len(bodies) == 8 + 2
@@ -197,24 +201,3 @@ async def test_prepare_from_the_command_line(db_kind: str, tmp_path: Path) -> No
         assert done.stderr.strip() == (
             "error: not an old database stamped legacy: nothing to prepare"
         )
-
-
-async def _first_ticket(url: str) -> Any:
-    engine = create_async_engine(async_url(url))
-    try:
-        async with engine.connect() as connection:
-            return (
-                await connection.execute(text("SELECT ticket_id FROM messages WHERE id = 1"))
-            ).scalar_one()
-    finally:
-        await engine.dispose()
-
-
-async def _bodies(url: str) -> list[str]:
-    engine = create_async_engine(async_url(url))
-    try:
-        async with engine.connect() as connection:
-            found = await connection.execute(text("SELECT body FROM messages ORDER BY seq"))
-            return list(found.scalars())
-    finally:
-        await engine.dispose()
