@@ -3,9 +3,9 @@
 Builds an old TMA database (tma_impl/legacy's schema; `--side crm`: an old CRM's,
 crm_impl/legacy's; 10 messages a ticket, bodies of a realistic length), then runs `migrate` as
 the command does (the row check, the online copy, the final step, the main chain) while the old
-system writes: a writer inserts a message every 20 ms
-and edits an old one every 40 ms, each in its own transaction, until the old tables are gone.
-Every write it committed must be in the converted database (checked).
+system writes: a writer inserts a message every 20 ms and edits an old one every 40 ms, each in
+its own transaction, until the old tables are gone. Every write it committed must be in the
+converted database (checked).
 
 Two figures of blocking, since they differ: the old system's longest stalled statement (how long
 its writes waited on the final step's lock), and the window with no side taking writes, from the
@@ -61,7 +61,7 @@ async def _admin(url: str, statement: str) -> None:
 
 SIDES: dict[str, LegacySide] = {"tma": TMA_SIDE, "crm": CRM_SIDE}
 # How each old side keys a message (the TMA by an integer it numbers itself, the CRM by a UUID
-# it is given: here the fill's md5('message' || n)), and its tickets' subject column.
+# it is given: here the fill's md5('message' || n)), to edit one and to insert one.
 MESSAGE_KEY = {"tma": "$1::bigint", "crm": "md5('message' || $1::bigint)::uuid"}
 NEW_MESSAGE = {
     "tma": ("", ""),
