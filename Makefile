@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 # The legacy migration of an old TMA database of 1,000,000 messages on PostgreSQL (docs/cutover.md):
-# time taken and the longest time writes were blocked. MESSAGES=N, TEST_DATABASE_URL=postgresql://...
+# time taken, the old system's longest stalled write, and the window with no side taking writes.
+# MESSAGES=N, SIDE=crm (the old CRM's), TEST_DATABASE_URL=postgresql://...
 bench-cutover: $(STAMP)
-	$(BIN)/python bench/legacy_migration.py --messages $(or $(MESSAGES),1000000)
+	$(BIN)/python bench/legacy_migration.py --messages $(or $(MESSAGES),1000000) --side $(or $(SIDE),tma)

@@ -51,6 +51,12 @@ def add_migrate_options(parser: argparse.ArgumentParser) -> None:
         help="an old database: list the rows that would break the new model; change nothing",
     )
     parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="an old PostgreSQL database: copy it into the new model while the old system still "
+        "writes; a later `migrate` then blocks writes only for its short last step",
+    )
+    parser.add_argument(
         "--scrub",
         action="store_true",
         help="an old database: cut over-long subjects and bodies, remove NUL and Telegram file "
@@ -78,7 +84,18 @@ def migrate(side: LegacySide, url: str, args: argparse.Namespace) -> int | None:
         print(f"{len(findings)} row(s) would break the new model")
         return 1 if findings else 0
     try:
+        if args.prepare:
+            if legacy.prepare(url, side, scrub=args.scrub):
+                print(f"{side.name}: copied; stop the old system, then run migrate")
+            else:
+                print(
+                    f"{side.name}: SQLite converts in one transaction: stop the old system, "
+                    "then run migrate"
+                )
+            return 0
         legacy.migrate(url, side, scrub=args.scrub)
+    except ValueError as exc:
+        raise CutoverError(str(exc)) from None
     except LegacyUnstamped as exc:
         raise CutoverError(str(exc)) from None
     except LegacyRefused as exc:

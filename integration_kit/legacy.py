@@ -8,49 +8,72 @@ The legacy path is a second Alembic script directory per side: its baseline revi
 schema, its one upgrade converts that schema, with its data, into exactly the state revision
 `0001` of the main chain creates (it runs `0001` itself for the new tables). `migrate` then stamps
 the main chain at `0001` and upgrades to head like any other database.
+
+On SQLite the conversion is one transaction (`convert_in_place`). On PostgreSQL it is made while
+the old system still writes, and writes wait only for its last step
+(`integration_kit.legacy_online`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from alembic import command, context
-from alembic.script import ScriptDirectory
-from sqlalchemy import (
-    JSON,
-    Connection,
-    Text,
-    Uuid,
-    cast,
-    column,
-    func,
-    inspect,
-    or_,
-    pool,
-    select,
-    table,
-    text,
-    update,
-)
+from sqlalchemy import Connection, inspect, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.sql import TableClause
-from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import await_only
 
+from integration_kit import legacy_online
 from integration_kit.db import async_url
+from integration_kit.legacy_model import (
+    MAIN_BASE_REVISION,
+    Finding,
+    LegacyLayout,
+    LegacyRefused,
+    LegacySide,
+    Step,
+    check_rows,
+    copy_statement,
+    create_legacy_fields_table,
+    defer_message_indexes,
+    run_main_base,
+    scrub_rows,
+    sender_case,
+    ticket_fields_step,
+)
 from integration_kit.migrate import alembic_config, upgrade
+
+__all__ = [
+    "MAIN_BASE_REVISION",
+    "Finding",
+    "LegacyLayout",
+    "LegacyRefused",
+    "LegacySide",
+    "LegacyUnstamped",
+    "Step",
+    "check",
+    "convert",
+    "create_legacy_database",
+    "create_legacy_fields_table",
+    "legacy_uuid",
+    "legacy_uuid_sql",
+    "migrate",
+    "prepare",
+    "run_legacy_env",
+    "sender_case",
+    "stamp_legacy",
+    "state_of",
+    "ticket_fields_step",
+]
 
 # Integer ids of the old systems become UUIDs in this namespace, the same on every run and on
 # every machine: uuid3(LEGACY_NAMESPACE, "<side>:<table>:<id>"). Version 3 (MD5) rather than 5
 # (SHA-1): PostgreSQL has md5() built in, so the mapping runs inside one INSERT ... SELECT
 # without an extension; SHA-1 would need pgcrypto on the production server.
 LEGACY_NAMESPACE = uuid.UUID("6c1f0e4e-8f3a-5b1e-9d2c-4a7b3e2f1c00")
-MAIN_BASE_REVISION = "0001"  # what the legacy path converts to
 
 
 def legacy_uuid(name: str) -> uuid.UUID:
@@ -95,209 +118,6 @@ def _sqlite_legacy_uuid(name: str) -> str:
     return legacy_uuid(str(name)).hex
 
 
-# --- what would break a new constraint ------------------------------------------------------
-
-SUBJECT_MAX = 255  # the contract's bounds (spec/integration.yaml)
-BODY_MAX = 4096
-STATUSES = frozenset({"open", "in_progress", "closed"})
-TELEGRAM_FILE_MARK = "api.telegram.org/file/"
-BATCH = 10_000
-
-
-@dataclass(frozen=True)
-class LegacyLayout:
-    """Where a side's old tables keep what the checks look at (its legacy package fills it in)."""
-
-    ticket_subject: str  # the subject's column in the old `tickets`
-    message_id: TypeEngine[Any]  # the type of the old `messages.id`
-    message_body: str  # the body's column in the old `messages`
-    senders: Mapping[str, str]  # the old `messages.sender` words -> the new sender_type
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One legacy row that would break the new model, and what --scrub does about it."""
-
-    table: str
-    row_id: Any
-    column: str
-    problem: str
-    scrub: str  # what --scrub does; "" when it cannot be scrubbed
-
-    def line(self) -> str:
-        fix = f"--scrub {self.scrub}" if self.scrub else "fix it by hand, --scrub cannot"
-        return f"{self.table} {self.row_id} {self.column}: {self.problem} ({fix})"
-
-
-def _text_problems(value: str, *, limit: int) -> list[str]:
-    problems = []
-    if "\x00" in value:
-        problems.append("contains NUL")
-    cleaned = value.replace("\x00", "")
-    if not cleaned.strip():
-        problems.append("is empty")
-    elif len(cleaned) > limit:
-        problems.append(f"is {len(cleaned)} characters, over {limit}")
-    return problems
-
-
-def scrubbed_text(value: str, *, limit: int, empty: str) -> str:
-    """NUL removed, cut to `limit` with an ellipsis, `empty` for a blank value."""
-    cleaned = value.replace("\x00", "")
-    if not cleaned.strip():
-        return empty
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
-
-
-def _telegram_file_urls(attachments: Any) -> list[int]:
-    if not isinstance(attachments, list):
-        return []
-    return [
-        index
-        for index, item in enumerate(attachments)
-        if isinstance(item, dict) and TELEGRAM_FILE_MARK in str(item.get("url", ""))
-    ]
-
-
-def _tables(layout: LegacyLayout) -> tuple[TableClause, TableClause]:
-    tickets = table(
-        "tickets",
-        column("id", Uuid()),
-        column(layout.ticket_subject, Text()),
-        column("status", Text()),
-    )
-    messages = table(
-        "messages",
-        column("id", layout.message_id),
-        column(layout.message_body, Text()),
-        column("sender", Text()),
-        column("attachments", JSON()),
-    )
-    return tickets, messages
-
-
-def _duplicates(connection: Connection, name: str) -> list[Finding]:
-    rows = connection.execute(
-        # S608: `name` is one of the legacy layout's table names, never input.
-        text(f"SELECT id, count(*) FROM {name} GROUP BY id HAVING count(*) > 1")  # noqa: S608
-    ).all()
-    return [Finding(name, value, "id", f"stored {n} times", "") for value, n in rows]
-
-
-def check_rows(connection: Connection, layout: LegacyLayout) -> list[Finding]:
-    """Every old row that would break a constraint of the new model, by row.
-
-    Read in keyset batches, so a large messages table is never held in memory at once.
-    """
-    tickets, messages = _tables(layout)
-    findings = _duplicates(connection, "tickets") + _duplicates(connection, "messages")
-    subject = tickets.c[layout.ticket_subject]
-    for row_id, value, status in connection.execute(
-        select(tickets.c.id, subject, tickets.c.status).order_by(tickets.c.id)
-    ):
-        findings += [
-            Finding("tickets", row_id, layout.ticket_subject, f"subject {p}", "cuts or fills it")
-            for p in _text_problems(value, limit=SUBJECT_MAX)
-        ]
-        if status not in STATUSES:
-            findings.append(Finding("tickets", row_id, "status", f"unknown status {status!r}", ""))
-    body = messages.c[layout.message_body]
-    suspects = _message_suspects(connection, layout, body, messages)
-    last: Any = None
-    while True:
-        query = select(messages.c.id, body, messages.c.sender, messages.c.attachments)
-        if suspects is not None:
-            query = query.where(suspects)
-        if last is not None:
-            query = query.where(messages.c.id > last)
-        batch = connection.execute(query.order_by(messages.c.id).limit(BATCH)).all()
-        for row_id, value, sender, attachments in batch:
-            findings += [
-                Finding("messages", row_id, layout.message_body, f"body {p}", "cuts or fills it")
-                for p in _text_problems(value, limit=BODY_MAX)
-            ]
-            if sender not in layout.senders:
-                findings.append(
-                    Finding("messages", row_id, "sender", f"unknown sender {sender!r}", "")
-                )
-            for index in _telegram_file_urls(attachments):
-                findings.append(
-                    Finding(
-                        "messages",
-                        row_id,
-                        "attachments",
-                        f"attachment {index} is a Telegram file URL (it carries the bot token)",
-                        "removes it",
-                    )
-                )
-        if len(batch) < BATCH:
-            return findings
-        last = batch[-1][0]
-
-
-def _message_suspects(
-    connection: Connection, layout: LegacyLayout, body: Any, messages: TableClause
-) -> Any:
-    """PostgreSQL: a condition every message row with a problem meets (and few others), so a
-    million rows are not read into Python to find a handful: over-long, blank (no non-space
-    character; Python's idea of whitespace is re-checked on the rows found), an unknown sender,
-    a Telegram file URL anywhere in the attachments. NUL cannot occur: PostgreSQL refuses it in
-    text. SQLite is read whole (it is fast at that, and keeps NUL)."""
-    if connection.dialect.name != "postgresql":
-        return None
-    return or_(
-        func.length(body) > BODY_MAX,
-        body.op("!~")(r"[^\s\x1c-\x1f\x85]"),
-        messages.c.sender.not_in(list(layout.senders)),
-        cast(messages.c.attachments, Text).contains(TELEGRAM_FILE_MARK),
-    )
-
-
-def scrub_rows(connection: Connection, layout: LegacyLayout, findings: Sequence[Finding]) -> None:
-    """Apply --scrub to the rows found: subjects and bodies cut or filled and without NUL,
-    Telegram file URL attachments removed. Refuses what cannot be scrubbed."""
-    manual = [f for f in findings if not f.scrub]
-    if manual:
-        raise LegacyRefused(manual)
-    tickets, messages = _tables(layout)
-    done: set[tuple[str, Any, str]] = set()
-    for finding in findings:
-        key = (finding.table, finding.row_id, finding.column)
-        if key in done:
-            continue
-        done.add(key)
-        target = tickets if finding.table == "tickets" else messages
-        where = target.c.id == finding.row_id
-        current = connection.execute(select(target.c[finding.column]).where(where)).scalar_one()
-        if finding.column == "attachments":
-            drop = set(_telegram_file_urls(current))
-            new: Any = [item for index, item in enumerate(current) if index not in drop]
-        elif finding.table == "tickets":
-            new = scrubbed_text(current, limit=SUBJECT_MAX, empty="(no subject)")
-        else:
-            new = scrubbed_text(current, limit=BODY_MAX, empty="(empty message)")
-        connection.execute(update(target).where(where).values({finding.column: new}))
-
-
-# --- the side's legacy path -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LegacySide:
-    """One side's legacy path: its Alembic directory, and its checks and scrubbing of rows."""
-
-    name: str
-    migrations: Path  # the legacy script directory
-    main_migrations: Path
-    baseline: str  # the revision an existing old database is stamped with
-    layout: LegacyLayout
-
-    @property
-    def converted(self) -> str:
-        head = ScriptDirectory.from_config(alembic_config(self.migrations, "sqlite://")).get_heads()
-        return str(head[0])
-
-
 class LegacyUnstamped(Exception):
     """Old tables without an Alembic version: nothing is migrated before an operator stamps."""
 
@@ -305,17 +125,6 @@ class LegacyUnstamped(Exception):
         super().__init__(
             "the database has tables but no Alembic version: an old one? Stamp it first with "
             f"`python -m {side.name}_impl migrate --stamp-legacy` (docs/cutover.md)"
-        )
-
-
-class LegacyRefused(Exception):
-    """The old data would break the new model and scrubbing was not asked for."""
-
-    def __init__(self, findings: Sequence[Finding]) -> None:
-        self.findings = list(findings)
-        super().__init__(
-            f"{len(findings)} legacy row(s) would break the new model; nothing was changed. "
-            "See them with `migrate --check`; `migrate --scrub` truncates and scrubs them"
         )
 
 
@@ -381,16 +190,49 @@ def check(url: str, side: LegacySide) -> list[Finding]:
     return asyncio.run(run())
 
 
+def _on_connection(url: str, work: Callable[[Connection], None]) -> None:
+    """Run `work` with a connection that begins its own transactions."""
+
+    async def run() -> None:
+        engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def prepare(url: str, side: LegacySide, *, scrub: bool = False) -> bool:
+    """PostgreSQL: refuse rows that would break the new model (before anything changes), then
+    make the online copy (`legacy_online.prepare`) while the old system keeps writing. False
+    on SQLite, whose conversion is one transaction with nothing to prepare."""
+    if state_of(url, side) != "legacy":
+        raise ValueError("not an old database stamped legacy: nothing to prepare")
+    if not url.startswith("postgres"):
+        return False
+    findings = check(url, side)
+    if findings and not scrub:
+        raise LegacyRefused(findings)
+    _on_connection(url, lambda connection: legacy_online.prepare(connection, side, scrub=scrub))
+    return True
+
+
 def migrate(url: str, side: LegacySide, *, scrub: bool = False) -> bool:
     """Convert a stamped old database and upgrade it to head; True if it was a legacy one.
 
-    The conversion is one transaction on both databases: it fails as a whole (refused rows, a
-    crash) and leaves the old schema and data as they were.
+    Rows that would break the new model are refused before anything changes (unless `scrub`).
+    SQLite: the conversion is one transaction; it fails as a whole and leaves the old schema and
+    data as they were. PostgreSQL: `prepare`, then the short final step in one transaction; a
+    failure leaves the old tables as they were and a second run finishes (legacy_online).
     """
     state = state_of(url, side)
     if state == "unstamped":
         raise LegacyUnstamped(side)
     if state == "legacy":
+        if url.startswith("postgres"):
+            prepare(url, side, scrub=scrub)
         config = alembic_config(side.migrations, url)
         config.attributes["scrub"] = scrub
         config.attributes["side"] = side
@@ -434,7 +276,24 @@ def _do_run(connection: Connection) -> None:
             context.run_migrations()
 
 
-# --- pieces of the conversion revisions -------------------------------------------------------
+# --- the conversion revision's body -----------------------------------------------------------
+
+
+def convert(side: LegacySide) -> None:
+    """The body of a side's conversion revision, inside its one transaction: on PostgreSQL the
+    final step of the online conversion (`legacy_online.finish`; `migrate` made the copy
+    first), on SQLite the whole conversion (`convert_in_place`)."""
+    from alembic import op
+
+    bind = op.get_bind()
+    scrub = bool(context.config.attributes.get("scrub", False))
+    if bind.dialect.name == "postgresql":
+        legacy_online.finish(bind, side, scrub=scrub)
+        return
+    conversion = begin_conversion(side, scrub=scrub)
+    for step in side.steps(bind.dialect.name):
+        op.execute(copy_statement(step, old="legacy_", new=""))
+    end_conversion(conversion)
 
 
 @dataclass
@@ -445,8 +304,8 @@ class Conversion:
     rebuild: list[str]
 
 
-def begin_conversion(layout: LegacyLayout, main_migrations: Path) -> Conversion:
-    """The first half of a side's conversion revision, inside its one transaction.
+def begin_conversion(side: LegacySide, *, scrub: bool) -> Conversion:
+    """The first half of the one-transaction conversion.
 
     Checks the old rows (scrubbing them if `migrate --scrub` asked for it, else refusing),
     moves the old tables aside as `legacy_tickets` / `legacy_messages`, and creates the new
@@ -456,73 +315,25 @@ def begin_conversion(layout: LegacyLayout, main_migrations: Path) -> Conversion:
     from alembic import op
 
     bind = op.get_bind()
-    findings = check_rows(bind, layout)
+    findings = check_rows(bind, side.layout)
     if findings:
-        if not context.config.attributes.get("scrub", False):
+        if not scrub:
             raise LegacyRefused(findings)
-        scrub_rows(bind, layout, findings)
+        scrub_rows(bind, side.layout, findings)
     op.rename_table("tickets", "legacy_tickets")
     op.rename_table("messages", "legacy_messages")
-    script = ScriptDirectory.from_config(alembic_config(main_migrations, "sqlite://"))
-    base = script.get_revision(MAIN_BASE_REVISION)
-    if base is None:
-        raise RuntimeError(f"the main chain has no revision {MAIN_BASE_REVISION}")
-    base.module.upgrade()
-    create_legacy_fields_table()
-    return Conversion(bind, _defer_message_indexes(bind))
-
-
-def _defer_message_indexes(bind: Connection) -> list[str]:
-    """PostgreSQL: drop the new `messages` table's unique constraints, foreign key and indexes
-    (not its primary key, which the copy fills in order) and return the statements that build
-    them again, exactly as revision 0001 made them. One bulk build after the copy costs about
-    half of maintaining them row by row (random UUIDs in a unique index, a trigger per foreign
-    key check), and the copy is where writes are blocked. SQLite is fast enough without."""
-    if bind.dialect.name != "postgresql":
-        return []
-    constraints = bind.execute(
-        text(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = 'messages'::regclass AND contype IN ('u', 'f') ORDER BY conname"
-        )
-    ).all()
-    indexes = bind.execute(
-        text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'messages' "
-            "AND schemaname = current_schema() AND indexname NOT IN (SELECT conname FROM "
-            "pg_constraint WHERE conrelid = 'messages'::regclass) ORDER BY indexname"
-        )
-    ).all()
-    for name, _definition in constraints:
-        bind.execute(text(f'ALTER TABLE messages DROP CONSTRAINT "{name}"'))
-    for name, _definition in indexes:
-        bind.execute(text(f'DROP INDEX "{name}"'))
-    return [
-        *(f'ALTER TABLE messages ADD CONSTRAINT "{n}" {d}' for n, d in constraints),
-        *(definition for _name, definition in indexes),
-    ]
-
-
-def sender_case(layout: LegacyLayout) -> str:
-    """SQL mapping the old sender word to the new sender_type (the words are the side's own)."""
-    whens = " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in layout.senders.items())
-    return f"CASE sender {whens} END"
+    run_main_base(side.main_migrations)
+    return Conversion(bind, defer_message_indexes(bind))
 
 
 def end_conversion(conversion: Conversion) -> None:
-    """Build the deferred indexes, copy the old fields with no place in the new model, drop the
-    old tables, and let the new sequence continue after the copied ids (PostgreSQL)."""
+    """Build the deferred indexes, drop the old tables, and let the new sequence continue
+    after the copied ids (PostgreSQL)."""
     from alembic import op
 
     bind = conversion.bind
     for statement in conversion.rebuild:
         op.execute(statement)
-
-    op.execute(
-        "INSERT INTO legacy_ticket_fields (ticket_id, project, external_url) "
-        "SELECT id, project, external_url FROM legacy_tickets "
-        "WHERE project IS NOT NULL OR external_url IS NOT NULL"
-    )
     op.drop_table("legacy_messages")
     op.drop_table("legacy_tickets")
     if bind.dialect.name == "postgresql":
@@ -530,27 +341,3 @@ def end_conversion(conversion: Conversion) -> None:
             "SELECT setval(pg_get_serial_sequence('messages', 'seq'), "
             "coalesce((SELECT max(seq) FROM messages), 0) + 1, false)"
         )
-
-
-def create_legacy_fields_table() -> None:
-    """`legacy_ticket_fields`: the old `project` and `external_url` of a ticket, where an
-    operator can still see them. Created by the conversion or by the main chain, whichever
-    comes first, so a fresh database and a converted one have the same schema."""
-    import sqlalchemy as sa
-    from alembic import op
-
-    if inspect(op.get_bind()).has_table("legacy_ticket_fields"):
-        return
-    op.create_table(
-        "legacy_ticket_fields",
-        sa.Column("ticket_id", sa.Uuid(), nullable=False),
-        sa.Column("project", sa.String(length=255), nullable=True),
-        sa.Column("external_url", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["ticket_id"],
-            ["tickets.id"],
-            name="fk_legacy_ticket_fields_ticket_id_tickets",
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("ticket_id", name="pk_legacy_ticket_fields"),
-    )

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, insert, inspect, select
+from sqlalchemy import Connection, MetaData, delete, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from crm_impl import tables as crm
-from integration_kit import legacy
+from integration_kit import legacy, legacy_online
 from integration_kit.db import async_url
 from integration_kit.legacy import LegacyRefused, check, migrate, state_of
 from tests.cutover.legacy_data import (
@@ -272,8 +273,9 @@ async def test_nul_is_found_and_scrubbed(tmp_path: Path) -> None:
 async def test_a_conversion_that_fails_midway_leaves_the_old_database_as_it_was(
     db_kind: str, side: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A crash after the rows were copied and before the old tables are dropped: the old
-    schema, its rows and its legacy stamp are all still there; a second run then succeeds."""
+    """A crash after the rows were copied and before the old tables are dropped (SQLite: in the
+    one transaction; PostgreSQL: in the final step, the online copy made): the old schema, its
+    rows and its legacy stamp are all still there; a second run then succeeds."""
     async with (
         legacy_database(db_kind, "tma", tmp_path) as tma_url,
         legacy_database(db_kind, "crm", tmp_path) as crm_url,
@@ -282,10 +284,13 @@ async def test_a_conversion_that_fails_midway_leaves_the_old_database_as_it_was(
         url = tma_url if side == "tma" else crm_url
         before = await _query(url, select(messages_table(side)))
 
-        def crash(_bind: Any) -> None:
+        def crash(*_args: Any) -> None:
             raise RuntimeError("power cut")
 
-        monkeypatch.setattr(legacy, "end_conversion", crash)
+        if db_kind == "sqlite":
+            monkeypatch.setattr(legacy, "end_conversion", crash)
+        else:
+            monkeypatch.setattr(legacy_online, "swap", crash)
         with pytest.raises(RuntimeError, match="power cut"):
             await asyncio.to_thread(migrate, url, SIDES[side])
         schema, _ = await _inspect(url, side)
@@ -297,3 +302,104 @@ async def test_a_conversion_that_fails_midway_leaves_the_old_database_as_it_was(
         monkeypatch.undo()
         await asyncio.to_thread(migrate, url, SIDES[side])
         assert await asyncio.to_thread(state_of, url, SIDES[side]) == "main"
+
+
+async def test_duplicate_tickets_and_orphan_messages_are_found_refused_then_merged(
+    db_kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old CRM's ticket id came from the TMA and was no key (crm_impl.legacy): a retried
+    creation stored a ticket twice, and a message may name no stored ticket. `--check` reports
+    both by row (exit 1); `migrate` refuses and changes nothing; `--scrub` merges the duplicate
+    but refuses the orphan, which only a person can place; once it is fixed, `--scrub`
+    converts with one ticket carrying every message of both rows."""
+    from tests.cutover.test_migrate_cli import commands
+    from tests.e2e.helpers import run_cli
+
+    tickets = history(2)
+    async with (
+        legacy_database(db_kind, "tma", tmp_path) as tma_url,
+        legacy_database(db_kind, "crm", tmp_path) as crm_url,
+    ):
+        await seed(tma_url, crm_url, tickets)
+        twice = tickets[0]
+        retried = T0 + timedelta(seconds=5)
+        orphan, nowhere = uuid.uuid4(), uuid.uuid4()
+        engine = create_async_engine(async_url(crm_url))
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert(tickets_table("crm")),
+                    {
+                        "id": twice.id,
+                        "subject": twice.subject,
+                        "status": "in_progress",
+                        "project": "shop",
+                        "external_url": None,
+                        "created_at": retried,
+                        "updated_at": T0 + timedelta(days=1),
+                    },
+                )
+                await connection.execute(
+                    insert(messages_table("crm")),
+                    {
+                        "id": orphan,
+                        "ticket_id": nowhere,
+                        "sender": "local",
+                        "message": "Where did this go?",
+                        "attachments": [],
+                        "created_at": T0,
+                    },
+                )
+        finally:
+            await engine.dispose()
+        before = await _query(crm_url, select(tickets_table("crm")))
+        cli = commands("crm", crm_url)
+        capsys.readouterr()
+
+        assert await run_cli(cli, ["migrate", "--check"]) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out[-1] == "2 row(s) would break the new model"
+        [duplicate] = [line for line in out if line.startswith(f"tickets {twice.id} id:")]
+        assert duplicate.startswith(f"tickets {twice.id} id: stored 2 times (created ")
+        assert duplicate.endswith(
+            "(--scrub keeps the row created first, with the status written last)"
+        )
+        assert (
+            f"messages {orphan} ticket_id: names ticket {nowhere}, which is not stored "
+            "(fix it by hand, --scrub cannot)"
+        ) in out
+
+        assert await run_cli(cli, ["migrate"]) == 2
+        assert "nothing was changed" in capsys.readouterr().err
+        assert await asyncio.to_thread(state_of, crm_url, SIDES["crm"]) == "legacy"
+        assert await _query(crm_url, select(tickets_table("crm"))) == before
+
+        assert await run_cli(cli, ["migrate", "--scrub"]) == 2
+        err = capsys.readouterr().err
+        assert f"messages {orphan} ticket_id" in err
+        assert f"tickets {twice.id}" not in err  # what --scrub can do is not refused
+        assert await _query(crm_url, select(tickets_table("crm"))) == before
+
+        old_messages = messages_table("crm")
+        await _write(crm_url, delete(old_messages).where(old_messages.c.ticket_id == nowhere))
+        assert await run_cli(cli, ["migrate", "--scrub"]) == 0
+        merged = await _query(
+            crm_url,
+            select(crm.Ticket.status, crm.Ticket.created_at).where(crm.Ticket.id == twice.id),
+        )
+        messages = await _query(
+            crm_url, select(crm.Message.body).where(crm.Message.ticket_id == twice.id)
+        )
+    assert [(status, created.astimezone(UTC)) for status, created in merged] == [
+        ("in_progress", T0)
+    ]
+    assert len(messages) == len(twice.crm)
+
+
+async def _write(url: str, statement: Any) -> None:
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(statement)
+    finally:
+        await engine.dispose()

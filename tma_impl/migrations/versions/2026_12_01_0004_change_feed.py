@@ -36,9 +36,6 @@ def upgrade() -> None:
         sa.Column("changed_at", integration_kit.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_change_log")),
     )
-    with op.batch_alter_table("change_log", schema=None) as batch_op:
-        batch_op.create_index("ix_change_log_position", ["xid", "seq"], unique=False)
-
     op.create_table(
         "feed_state",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -75,6 +72,10 @@ def upgrade() -> None:
         "SELECT 0, 'status', id, status, status_changed_at FROM tickets "
         "ORDER BY status_changed_at, id"
     )
+    # Built once over the rows just written rather than kept up row by row while writing them
+    # (a converted database of 1,000,000 messages writes 1,200,000 here; docs/cutover.md).
+    with op.batch_alter_table("change_log", schema=None) as batch_op:
+        batch_op.create_index("ix_change_log_position", ["xid", "seq"], unique=False)
 
 
 def downgrade() -> None:

@@ -19,6 +19,20 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # On PostgreSQL the fill of a large database (a converted one of 1,000,000 messages:
+    # docs/cutover.md, "Migrating a large database") is the side's downtime, so:
+    # - the table is filled before its foreign keys exist, which are added after: each is then
+    #   checked by one join, not row by row. The resulting schema and rows are the same. (SQLite
+    #   cannot add a foreign key to an existing table: there they are declared from the start.)
+    # - the sort the events' numbering needs gets the memory to run at once: with the default
+    #   4 MB the planner reads the messages through their ticket index instead, one random page
+    #   per message (11 s against 7 s for the fill measured there). For this revision only.
+    # - the read markers are set by one grouped pass over the events, not a lookup per ticket.
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        op.execute("SET LOCAL work_mem = '256MB'")
+    # (column, the table and column it names)
+    foreign_keys = [("message_seq", "messages", "seq"), ("ticket_id", "tickets", "id")]
     op.create_table(
         "ticket_events",
         sa.Column("ticket_id", sa.Uuid(), nullable=False),
@@ -30,17 +44,18 @@ def upgrade() -> None:
         sa.Column("sender_type", sa.String(length=8), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("created_at", integration_kit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["message_seq"],
-            ["messages.seq"],
-            name=op.f("fk_ticket_events_message_seq_messages"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["ticket_id"],
-            ["tickets.id"],
-            name=op.f("fk_ticket_events_ticket_id_tickets"),
-            ondelete="CASCADE",
+        *(
+            []
+            if postgresql
+            else [
+                sa.ForeignKeyConstraint(
+                    [column],
+                    [f"{referred}.{key}"],
+                    name=op.f(f"fk_ticket_events_{column}_{referred}"),
+                    ondelete="CASCADE",
+                )
+                for column, referred, key in foreign_keys
+            ]
         ),
         sa.PrimaryKeyConstraint("ticket_id", "seq", name=op.f("pk_ticket_events")),
     )
@@ -60,12 +75,34 @@ def upgrade() -> None:
         FROM messages m JOIN tickets t ON t.id = m.ticket_id
         """
     )
-    op.execute(
-        """
-        UPDATE tickets SET read_event_seq = COALESCE(
-            (SELECT MAX(e.seq) FROM ticket_events e WHERE e.ticket_id = tickets.id), 0)
-        """
-    )
+    if postgresql:
+        # A ticket without events keeps the column's default, 0. (UPDATE ... FROM needs SQLite
+        # 3.33: SQLite keeps the statement below, which says the same.)
+        op.execute(
+            """
+            UPDATE tickets SET read_event_seq = e.last
+            FROM (SELECT ticket_id, MAX(seq) AS last FROM ticket_events GROUP BY ticket_id) AS e
+            WHERE e.ticket_id = tickets.id
+            """
+        )
+    else:
+        op.execute(
+            """
+            UPDATE tickets SET read_event_seq = COALESCE(
+                (SELECT MAX(e.seq) FROM ticket_events e WHERE e.ticket_id = tickets.id), 0)
+            """
+        )
+    if postgresql:
+        for column, referred, key in foreign_keys:
+            op.create_foreign_key(
+                op.f(f"fk_ticket_events_{column}_{referred}"),
+                "ticket_events",
+                referred,
+                [column],
+                [key],
+                ondelete="CASCADE",
+            )
+        op.execute("SET LOCAL work_mem TO DEFAULT")  # later revisions run as they always did
 
 
 def downgrade() -> None:

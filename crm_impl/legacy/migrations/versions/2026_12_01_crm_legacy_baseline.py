@@ -21,9 +21,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # Constraint names as the database chose them: the old systems had no naming convention.
+    # `tickets.id` is the TMA's id, taken as it came and never made a key (crm_impl.legacy):
+    # indexed, not unique, so messages cannot name it in a foreign key.
     op.create_table(
         "tickets",
-        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("project", sa.String(255), nullable=True),
@@ -31,10 +33,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_index("tickets_id_idx", "tickets", ["id"])
     op.create_table(
         "messages",
         sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column("ticket_id", sa.Uuid(), sa.ForeignKey("tickets.id"), nullable=False),
+        sa.Column("ticket_id", sa.Uuid(), nullable=False),
         sa.Column("sender", sa.String(16), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("attachments", sa.JSON(), nullable=False),
