@@ -28,6 +28,7 @@ from generated.models import (
     TicketStatus,
 )
 from integration_kit.changelog import log_change
+from integration_kit.hot_sql import hot_sql
 from integration_kit.problems import (
     FORBIDDEN_SENDER,
     IDEMPOTENCY_CONFLICT,
@@ -165,7 +166,7 @@ async def store_inbound_message(
     insert = insert_unless_stored(
         session, model, key=("sender_type", "external_message_id"), returning="seq"
     )
-    stored = await session.scalar(insert, values)
+    stored = await (await hot_sql(session)).scalar(insert, values)
     if stored is None:
         existing = await _find_message(session, model, sender, external_message_id)
         if existing is None:  # the conflicting row is there by definition
@@ -219,12 +220,21 @@ async def update_ticket(
     if not changes:
         return
     table = type(ticket).__table__  # type: ignore[attr-defined]
-    statement = _update_ticket(table, tuple(sorted(changes)))
-    await session.execute(
-        statement, {"ticket_id": ticket.id, **{f"new_{k}": v for k, v in changes.items()}}
-    )
+    await write_ticket(session, table, ticket.id, changes)
     for key, value in changes.items():
         set_committed_value(ticket, key, value)
+
+
+async def write_ticket(
+    session: AsyncSession, table: Table, ticket_id: uuid.UUID, changes: dict[str, Any]
+) -> None:
+    """One UPDATE of the ticket's changed columns, on the driver (hot_sql)."""
+    hot = await hot_sql(session)
+    columns = tuple(sorted(changes))
+    await hot.execute(
+        _update_ticket(table, columns),
+        {"ticket_id": ticket_id, **{f"new_{k}": changes[k] for k in columns}},
+    )
 
 
 @functools.cache
@@ -272,9 +282,14 @@ def status_after_customer_message(ticket: TicketColumns, *, at: datetime) -> str
     then a function of the last change and the customer's messages, which both sides end up
     holding whatever order they arrived in, so the sides converge (see `receive_status`).
     """
-    if ticket.status == TicketStatus.closed and at > ticket.status_changed_at:
+    return reopened_status(ticket.status, ticket.status_changed_at, at=at)
+
+
+def reopened_status(status: str, status_changed_at: datetime, *, at: datetime) -> str:
+    """`status_after_customer_message` from the ticket's status and the time it changed."""
+    if status == TicketStatus.closed and at > status_changed_at:
         return TicketStatus.open
-    return ticket.status
+    return status
 
 
 def apply_status(ticket: TicketColumns, request: StatusRequest) -> bool:
