@@ -18,15 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.orm import SessionTransaction, make_transient_to_detached
 
 from integration_kit.narrowing import narrowed
 
-__all__ = ["Driver", "HotSQL", "hot_sql"]
+__all__ = ["Driver", "HotSQL", "hot_sql", "load_object", "row_query"]
+
+M = TypeVar("M")
 
 _SESSION_KEY = "hot_sql"
 
@@ -156,3 +159,33 @@ async def hot_sql(session: AsyncSession) -> HotSQL:
     hot = HotSQL(driver, dialect, sync_connection, sync.get_transaction())
     session.info[_SESSION_KEY] = hot
     return hot
+
+
+def row_query(model: type[Any]) -> Any:
+    """A SELECT of every mapped column of `model`, in the order `load_object` reads them."""
+    return select(*(attr.columns[0] for attr in inspect(model).column_attrs))
+
+
+async def load_object(
+    session: AsyncSession, model: type[M], statement: Any, params: Mapping[str, Any]
+) -> M | None:
+    """The first row of `statement` (a `row_query(model)`, filtered) as a persistent object of
+    the session, as `session.scalar(select(model)...)` would give it, read on the driver.
+
+    An object the session holds already for that row is returned as it is (the ORM's own rule:
+    a query does not overwrite loaded objects). A new one is made from the row and attached
+    with its history clean, so only what the caller changes is flushed."""
+    hot = await hot_sql(session)
+    row = await hot.first(statement, params)
+    if row is None:
+        return None
+    mapper = inspect(model)
+    values = {attr.key: value for attr, value in zip(mapper.column_attrs, row, strict=True)}
+    key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
+    held = session.sync_session.identity_map.get(key)
+    if held is not None:
+        return cast(M, held)
+    loaded = model(**values)
+    make_transient_to_detached(loaded)
+    session.add(loaded)
+    return loaded
