@@ -28,6 +28,7 @@ from sqlalchemy import Table, insert, literal, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from integration_kit.hot_sql import hot_sql
 from integration_kit.problems import CURSOR_EPOCH_CHANGED, CURSOR_NOT_VALID, ProblemError
 from integration_kit.schema import ChangeKind, ChangeLogColumns, FeedStateColumns
 
@@ -133,7 +134,7 @@ async def restored(session: AsyncSession, model: type[FeedStateColumns], *, now:
 # --- writing --------------------------------------------------------------------------------
 
 
-def log_change(
+async def log_change(
     session: AsyncSession,
     model: type[ChangeLogColumns],
     *,
@@ -142,10 +143,11 @@ def log_change(
     message_id: uuid.UUID | None = None,
     status: str | None = None,
     changed_at: datetime | None = None,
-) -> Any:
-    """The change's log row, as an awaitable statement in the caller's transaction."""
-    return session.execute(
-        _log_insert(session.get_bind().dialect.name, model.__table__),  # type: ignore[attr-defined]
+) -> None:
+    """The change's log row, written in the caller's transaction (on the driver: hot_sql)."""
+    hot = await hot_sql(session)
+    await hot.execute(
+        _log_insert(hot.dialect_name, model.__table__),  # type: ignore[attr-defined]
         {
             "kind": kind.value,
             "ticket_id": ticket_id,

@@ -23,7 +23,7 @@ from generated.client.types import Response
 from generated.models import SenderType
 from integration_kit import ticket_fields
 from integration_kit.clock import Clock
-from integration_kit.outbox import ClaimedEvent, Delivery, enqueue
+from integration_kit.outbox import ClaimedEvent, Delivery, enqueue, enqueue_now
 from integration_kit.retry import Delivered, Outcome, classify_failure
 from integration_kit.schema import MessageColumns, OutboxColumns, TicketColumns
 from integration_kit.ticket_fields import TicketField
@@ -202,7 +202,7 @@ class TicketFieldSender:
         )
 
 
-def enqueue_message_event(
+async def enqueue_message_event(
     session: AsyncSession,
     outbox_model: type[OutboxColumns],
     *,
@@ -221,7 +221,7 @@ def enqueue_message_event(
         created_at=message.created_at,
         operator_name=operator_name,
     )
-    enqueue(
+    await enqueue_now(
         session,
         outbox_model,
         ticket_id=message.ticket_id,

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from generated.client import AuthenticatedClient
 from integration_kit.clock import Clock
 from integration_kit.contract_version import ContractVersionTransport, PeerContract
+from integration_kit.peer_transport import AiohttpPeerTransport, PeerHttpClient
 from integration_kit.signing import SigningTransport
 
 PROBLEM_JSON = "application/problem+json"
@@ -80,25 +80,34 @@ def make_peer_client(
     Webhooks, integration_kit/signing.py) with `signing_secret()` at `clock`'s time.
 
     By default requests go through aiohttp under the httpx API: plain httpx used a whole core at
-    32 concurrent requests on this machine (encode/httpx#3215), aiohttp about a third of one.
+    32 concurrent requests on this machine (encode/httpx#3215), aiohttp about a third of one;
+    and httpx's client machinery is skipped where the peer client needs none of it
+    (peer_transport.py).
     Tests pass an `httpx.ASGITransport` instead to call the peer app in-process.
 
     Every request announces this build's contract version; the version the peer's answers
     announce is recorded in `peer_contract` (integration_kit/contract_version.py).
     """
-    return AuthenticatedClient(
-        base_url=base_url.rstrip("/"),
-        token=token,
-        timeout=httpx.Timeout(timeout_seconds),
-        raise_on_unexpected_status=False,
-        httpx_args={
-            "transport": ErrorsAsProblems(
+    url, timeout = base_url.rstrip("/"), httpx.Timeout(timeout_seconds)
+    client = AuthenticatedClient(
+        base_url=url, token=token, timeout=timeout, raise_on_unexpected_status=False
+    )
+    # The generated client's own httpx client, as it would build it, but of the lean kind
+    # (integration_kit/peer_transport.py).
+    client.set_async_httpx_client(
+        PeerHttpClient(
+            base_url=url,
+            headers={client.auth_header_name: f"{client.prefix} {token}"},
+            timeout=timeout,
+            follow_redirects=False,
+            transport=ErrorsAsProblems(
                 ContractVersionTransport(
                     SigningTransport(
-                        transport or AiohttpTransport(), secret=signing_secret, clock=clock
+                        transport or AiohttpPeerTransport(), secret=signing_secret, clock=clock
                     ),
                     peer=peer_contract or PeerContract(),
                 )
-            )
-        },
+            ),
+        )
     )
+    return client

@@ -113,6 +113,11 @@ class InlineConnection:
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         return self._connection
 
+    @property
+    def sqlite_connection(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself, for statements run without SQLAlchemy (hot_sqlite)."""
+        return self._conn
+
     def cursor(self) -> InlineCursor:
         # Not a coroutine: the adapter calls it plainly and then enters the cursor.
         return InlineCursor(self._conn.cursor())

@@ -102,7 +102,9 @@ async def backfill(
             if ours.sender_type != SenderType.tma:
                 report.lines.append(f"message {ours.id}: an operator reply the CRM has not got")
             elif str(ours.id) not in queued:
-                enqueue_message_event(session, Outbox, message=ours, sender=SenderType.tma, now=now)
+                await enqueue_message_event(
+                    session, Outbox, message=ours, sender=SenderType.tma, now=now
+                )
                 report.sent += 1
         for theirs in found.only_there:
             report.lines.append(
@@ -161,7 +163,9 @@ async def _create_on_crm(
     )
     report.created += 1
     for message in rest:
-        enqueue_message_event(session, Outbox, message=message, sender=SenderType.tma, now=now)
+        await enqueue_message_event(
+            session, Outbox, message=message, sender=SenderType.tma, now=now
+        )
         report.sent += 1
 
 

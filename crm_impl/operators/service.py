@@ -98,7 +98,7 @@ async def reply(
     await log_change(
         session, ChangeLog, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message.id
     )
-    enqueue_message_event(
+    await enqueue_message_event(
         session,
         Outbox,
         message=message,

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from integration_kit.hot_sql import hot_sql
 from integration_kit.narrowing import narrowed
 from tma_impl.support.live import CHANNEL
 from tma_impl.tables import Message, Ticket, TicketEvent
@@ -56,7 +57,8 @@ async def record_event(
 ) -> int:
     """Append an event to the ticket's conversation; the caller holds the ticket's row lock
     (or has just created the ticket). Returns the event's number."""
-    seq = await session.scalar(
+    hot = await hot_sql(session)
+    seq = await hot.scalar(
         _insert_event(),
         {
             "ticket_id": ticket_id,
@@ -70,9 +72,9 @@ async def record_event(
     if seq is None:  # INSERT ... RETURNING always returns the row it stored
         raise RuntimeError(f"ticket {ticket_id}: the event was not stored")
     session.info.setdefault(WRITTEN, set()).add(ticket_id)
-    if session.get_bind().dialect.name == "postgresql":
+    if hot.dialect_name == "postgresql":
         # Delivered at commit, to every process listening (see live.PostgresWakeups).
-        await session.execute(_notify(), {"payload": str(ticket_id)})
+        await hot.execute(_notify(), {"payload": str(ticket_id)})
     return int(seq)
 
 
