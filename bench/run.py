@@ -345,7 +345,7 @@ class Variant:
         return self.name.split()[0]
 
 
-SECTIONS = ["relay", "receiver", "backlog", "ratelimit", "miniapp", "pg", "servers"]
+SECTIONS = ["relay", "receiver", "backlog", "ratelimit", "miniapp", "pg", "servers", "profile"]
 DEFAULT_SECTIONS = ["relay", "backlog", "pg", "receiver", "ratelimit", "miniapp"]
 PRODUCT = Variant("product", "product")
 LEAN_RELAY = Variant("lean", "lean", kind="lean")
@@ -1045,6 +1045,106 @@ async def servers_section(work: Path, args: argparse.Namespace) -> dict[str, Any
     return {"runs": runs, "medians": figures}
 
 
+# Where a sample's time goes: the leaf-most frame whose file matches decides (first match wins,
+# from the leaf up), so time in json called by SQLAlchemy counts as json.
+PROFILE_GROUPS = [
+    ("sqlite (driver calls)", ("sqlite_inline.py", "aiosqlite", "sqlite3/")),
+    ("json", ("json/",)),
+    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("validation (pydantic, contract bodies)", ("pydantic", "contract_body.py", "api_body.py")),
+    ("signing (Standard Webhooks, hmac)", ("signing.py", "standardwebhooks", "hmac.py")),
+    ("initData check", ("initdata.py",)),
+    ("peer client (generated, httpx, aiohttp client)",
+     ("generated/", "httpx", "aiohttp/client", "aiohttp/connector", "aiohttp/streams")),
+    ("web stack (uvicorn, starlette, fastapi)",
+     ("uvicorn/", "starlette/", "fastapi/", "httptools")),
+    ("rate limits", ("ratelimit.py", "throttle.py", "limits/")),
+    ("metrics and logging", ("prometheus_client", "logging/", "request_context.py")),
+    ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop")),
+    ("uuid, datetime, other stdlib", ("uuid.py", "_strptime.py", "enum.py", "re/", "functools.py")),
+]  # fmt: skip
+
+
+def group_samples(raw: str) -> dict[str, int]:
+    """Samples per group from py-spy's raw (collapsed) output: `frame;frame;... count`."""
+    totals: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        frames = stack.split(";")
+        group = "own code (routes, services, dispatcher)"
+        for frame in reversed(frames):
+            found = next((g for g, keys in PROFILE_GROUPS if any(k in frame for k in keys)), None)
+            if found:
+                group = found
+                break
+        totals[group] = totals.get(group, 0) + int(number)
+    return totals
+
+
+def start_spy(spy: Path, pid: int, out: Path) -> subprocess.Popen[bytes]:
+    # Non-blocking: the process is not paused to be sampled, so the profile barely slows it.
+    command = [str(spy), "record", "--nonblocking", "--format", "raw", "--rate", "200"]
+    return subprocess.Popen(
+        [*command, "--pid", str(pid), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def profile_section(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """py-spy samples both product backends during a relay's throughput phase; the shares of
+    time per group of code (PROFILE_GROUPS)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        print("\npy-spy is not installed (.venv/bin/pip install py-spy): profile skipped")
+        return {"skipped": "py-spy not installed"}
+    folder = work / "profile"
+    folder.mkdir(parents=True)
+    tma_port, crm_port = free_port(), free_port()
+    crm = Backend("crm", crm_port, folder / "crm.db", tma_port)
+    tma = Backend("tma", tma_port, folder / "tma.db", crm_port)
+    shares: dict[str, dict[str, float]] = {}
+    async with client() as session:
+        with running(tma, crm):
+            await crm.start(session, folder / "crm.log")
+            await tma.start(session, folder / "tma.log")
+            users = MiniAppUsers(session, tma.url, args.tickets)
+            await users.open_tickets(args.concurrency)
+            await wait_for_count(crm.db, "SELECT count(*) FROM messages", args.tickets, 60)
+            spies = {
+                backend.side: start_spy(spy, pid_of(backend), folder / f"{backend.side}.txt")
+                for backend in (tma, crm)
+            }
+            await asyncio.sleep(1)  # py-spy attached
+            base = count(crm.db, "SELECT count(*) FROM messages")
+            n = args.messages
+            await gather_limited([users.write(i) for i in range(n)], args.concurrency)
+            await wait_for_count(crm.db, "SELECT count(*) FROM messages", base + n, 300)
+            for spy_process in spies.values():
+                spy_process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                spy_process.wait(timeout=30)
+    for side in ("tma", "crm"):
+        path = folder / f"{side}.txt"
+        totals = group_samples(path.read_text()) if path.exists() else {}
+        whole = sum(totals.values()) or 1
+        shares[side] = {
+            group: round(samples / whole * 100, 1)
+            for group, samples in sorted(totals.items(), key=lambda item: -item[1])
+        }
+    print("\nProfile of the product under the relay (py-spy, share of each backend's samples, %)")
+    for side, groups in shares.items():
+        print(f"{side}: " + ", ".join(f"{g} {v}" for g, v in groups.items()))
+    return {"shares_percent": shares, "stacks": str(folder)}
+
+
+def drained(run: dict[str, Any]) -> str:
+    if run["drain_s"] is None:
+        return f"unfinished: {run['stored']} stored ({run['events_per_s']}/s) when it stopped"
+    return f"{run['drain_s']} s ({run['events_per_s']}/s)"
+
+
 def verdict(met: bool | None, short: str) -> str:
     if met is None:
         return "not measured"
@@ -1103,7 +1203,8 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "target": "10,000-event drain < 5 s",
-                "measured": f"{drain} s (one per round: {backlog_results['runs'][1]['drain_s']} s)",
+                "measured": f"{drained(ours)}; one per round:"
+                f" {drained(backlog_results['runs'][1])}",
                 "verdict": verdict(
                     drain is not None and drain < 5, f"{round((drain or 0) - 5, 2)} s"
                 ),
@@ -1183,8 +1284,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "| backlog of 10,000 events after a long outage | product | one event per round |",
             "|---|---|---|",
-            f"| drained in | {ours['drain_s']} s ({ours['events_per_s']}/s) | {base['drain_s']} s"
-            f" ({base['events_per_s']}/s) |",
+            f"| drained in | {drained(ours)} | {drained(base)} |",
             "",
         ]
     pg = results.get("pg", {})
@@ -1208,6 +1308,17 @@ def markdown(results: dict[str, Any]) -> str:
             for name, f in servers["medians"].items()
         ]
         lines.append("")
+    profile = results.get("profile", {})
+    if "shares_percent" in profile:
+        shares = profile["shares_percent"]
+        groups = sorted({g for side in shares.values() for g in side},
+                        key=lambda g: -sum(side.get(g, 0) for side in shares.values()))  # fmt: skip
+        lines += ["| where the product's time goes (py-spy, % of samples) | TMA | CRM |",
+                  "|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {g} | {shares['tma'].get(g, 0)} | {shares['crm'].get(g, 0)} |" for g in groups
+        ]
+        lines.append("")
     if results.get("summary"):
         lines += ["| target | measured | verdict |", "|---|---|---|"]
         lines += [
@@ -1229,6 +1340,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print_relay(results["relay"])
     if "servers" in args.only:
         results["servers"] = await servers_section(work, args)
+    if "profile" in args.only:
+        results["profile"] = await profile_section(work, args)
     if "pg" in args.only:
         if await pg_answers():
             runs = [await pg_relay(w, work, args) for w in args.pg_workers]
@@ -1370,7 +1483,8 @@ def main() -> int:
         nargs="+",
         choices=SECTIONS,
         default=DEFAULT_SECTIONS,
-        help="sections to run (default: all but servers, which needs granian installed)",
+        help="sections to run (default: all but servers and profile, which need granian and"
+        " py-spy installed)",
     )
     parser.add_argument(
         "--markdown",
