@@ -20,6 +20,7 @@ generate: $(STAMP)
 	$(BIN)/python scripts/codegen.py generate
 
 # A new Alembic revision for one side from its tables.py: make migration SIDE=tma MESSAGE="add x"
+# (SIDE=both: one revision on each side that needs one, for a change of the shared columns)
 migration: $(STAMP)
 	$(BIN)/python -m scripts.makemigration "$(SIDE)" "$(MESSAGE)"
 

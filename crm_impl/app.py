@@ -16,14 +16,15 @@ from crm_impl.operators.endpoints import operator_router
 from crm_impl.settings import CrmSettings
 from crm_impl.tables import Message, Outbox, Ticket
 from generated.client.api.tma import post_message, post_status
-from integration_kit import reconcile_loop
+from integration_kit import reconcile_loop, ticket_fields
 from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
+from integration_kit.contract_version import PeerContract
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
 from integration_kit.legacy_routes import LegacyRouteCalls, install
-from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
+from integration_kit.outbound import MESSAGE, STATUS, MessageSender, TicketFieldSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
 from integration_kit.ratelimit import OPERATOR_SCOPE
@@ -38,6 +39,7 @@ def build_runtime(
 ) -> Runtime:
     """The CRM's live parts; tests pass their own clock and a transport to the TMA app."""
     clock = clock or SystemClock()
+    peer_contract = PeerContract()  # what the peer announces, on its answers and requests
     db = Database.for_backend(settings, "crm")
     peer = make_peer_client(
         base_url=settings.peer_url,
@@ -47,6 +49,7 @@ def build_runtime(
         signing_secret=lambda: settings.peer_signing_secret,
         clock=clock,
         transport=peer_transport,
+        peer_contract=peer_contract,
     )
     repository = OutboxRepository(Outbox, Ticket)
     senders: dict[str, EventSender] = {
@@ -57,8 +60,12 @@ def build_runtime(
             ticket_model=Ticket,
             message_model=Message,
         ),
-        STATUS: StatusSender(
-            client=peer, post_status=post_status.asyncio_detailed, clock=clock, ticket_model=Ticket
+        STATUS: TicketFieldSender(
+            field=ticket_fields.STATUS,
+            client=peer,
+            operation=post_status.asyncio_detailed,
+            clock=clock,
+            ticket_model=Ticket,
         ),
     }
     dispatcher = build_dispatcher(
@@ -75,6 +82,7 @@ def build_runtime(
         peer=peer,
         dispatcher=dispatcher,
         limiter=limiter,
+        peer_contract=peer_contract,
     )
     loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository, clock=clock))
     if loop is not None:

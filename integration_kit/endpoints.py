@@ -22,6 +22,7 @@ from generated.models import (
 )
 from integration_kit.auth import require_bearer, require_signature
 from integration_kit.contract_body import contract_body
+from integration_kit.contract_version import record_contract_version
 from integration_kit.feed import FeedTables, list_changes
 from integration_kit.inbound import receive_message, receive_status
 from integration_kit.runtime import Runtime, SessionDep
@@ -59,6 +60,8 @@ def integration_router(
             Depends(
                 require_signature(lambda: runtime.settings.inbound_signing_secrets, runtime.clock)
             ),
+            # After authentication: only the peer's own requests tell its version.
+            Depends(record_contract_version(runtime.peer_contract)),
             Depends(per_token_limit),
         ],
     )

@@ -2,7 +2,9 @@
 
 - `/health/live`: the process serves requests (restart it if not).
 - `/health/ready`: it can do its work: the database answers in time, and the in-process dispatcher
-  runs where it should (take it out of the load balancer if not).
+  runs where it should (take it out of the load balancer if not). It also says which contract
+  version this build implements and which the peer last announced (docs/design.md §6), which
+  does not decide readiness: the two sides run different versions during every upgrade.
 - `/metrics`: delivery counters of this process and the outbox as the database holds it; rate
   limiting (429s answered, whether the rate-limit storage answers).
 """
@@ -16,11 +18,17 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from generated import CONTRACT_VERSION
 from integration_kit.reconcile_loop import EXTRAS_KEY, ReconcileLoop
 from integration_kit.retry import Failure
 from integration_kit.runtime import Runtime, runtime_of
@@ -58,8 +66,9 @@ async def ready(request: Request) -> JSONResponse:
     if runtime.run_dispatcher:
         checks["dispatcher"] = "ok" if runtime.dispatcher.running else "stopped"
     healthy = all(value == "ok" for value in checks.values())
+    contract = {"version": CONTRACT_VERSION, "peer": runtime.peer_contract.version}
     return JSONResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
+        {"status": "ok" if healthy else "unavailable", "checks": checks, "contract": contract},
         status_code=200 if healthy else 503,
     )
 
@@ -96,6 +105,7 @@ class _OutboxCollector(Collector):
             by_failure.add_metric([failure], float(counters.by_failure.get(failure, 0)))
         yield by_failure
         yield from self._reconcile()
+        yield from self._contract()
 
         up = GaugeMetricFamily("outbox_database_up", "1 if the outbox could be read just now.")
         up.add_metric([], 0.0 if self.db_stats is None else 1.0)
@@ -112,6 +122,19 @@ class _OutboxCollector(Collector):
         )
         oldest.add_metric([], self.db_stats.get("oldest_pending_age_seconds", 0.0))
         yield oldest
+
+    def _contract(self) -> Iterator[Metric]:
+        own = InfoMetricFamily("contract_version", "The contract version this build implements.")
+        own.add_metric([], {"version": CONTRACT_VERSION})
+        yield own
+        peer = InfoMetricFamily(
+            "peer_contract_version",
+            "The contract version the peer last announced to this process ('unversioned': a "
+            "peer of 1.0.0, which sends none); absent before the first exchange.",
+        )
+        if self.runtime.peer_contract.version is not None:
+            peer.add_metric([], {"version": self.runtime.peer_contract.version})
+        yield peer
 
     def _reconcile(self) -> Iterator[Metric]:
         loop = self.runtime.extras.get(EXTRAS_KEY)

@@ -1,6 +1,7 @@
 """The receiving rules of the contract (docs/design.md §3), the same on both sides.
 
-Ticket naming, idempotent message storage, last-writer-wins status, and the reopen-on-customer-
+Ticket naming, idempotent message storage, last-writer-wins ticket fields (the rule is
+`ticket_fields.wins`; status is the first field), and the reopen-on-customer-
 message rule. Services take the caller's session and never commit.
 """
 
@@ -37,6 +38,7 @@ from integration_kit.problems import (
     ProblemError,
 )
 from integration_kit.schema import ChangeKind, ChangeLogColumns, MessageColumns, TicketColumns
+from integration_kit.ticket_fields import STATUS, FieldChange, TicketField
 
 T = TypeVar("T", bound=TicketColumns)
 M = TypeVar("M", bound=MessageColumns)
@@ -277,16 +279,6 @@ def status_after_customer_message(ticket: TicketColumns, *, at: datetime) -> str
     return ticket.status
 
 
-def apply_status(ticket: TicketColumns, request: StatusRequest) -> bool:
-    """Last writer wins by changed_at; an older or equal change is acknowledged and ignored."""
-    if request.changed_at <= ticket.status_changed_at:
-        return False
-    ticket.status = request.status.value
-    ticket.status_changed_at = request.changed_at
-    touch(ticket, request.changed_at)
-    return True
-
-
 async def log_status(
     session: AsyncSession, change_log: type[ChangeLogColumns], ticket: TicketColumns
 ) -> None:
@@ -301,9 +293,24 @@ async def log_status(
     )
 
 
-def touch(ticket: TicketColumns, at: datetime) -> None:
-    if at > ticket.updated_at:
-        ticket.updated_at = at
+async def receive_field_change(
+    session: AsyncSession,
+    field: TicketField,
+    request: FieldChange,
+    *,
+    ticket_model: type[T],
+) -> tuple[T, bool]:
+    """A ticket field's change from the peer (live or through reconcile): the ticket it names,
+    and whether the change won by last writer wins (`ticket_fields.wins`) and was applied."""
+    ticket = await resolve_ticket(
+        session,
+        ticket_model,
+        ticket_id=request.ticket_id,
+        external_ticket_id=request.external_ticket_id,
+        for_update=True,  # two API processes must not interleave read-modify-write of a ticket
+    )
+    applied = field.apply(ticket, field.value_of(request), request.changed_at)
+    return ticket, applied
 
 
 def require_sender(sender: SenderType, caller: SenderType) -> None:
@@ -366,14 +373,9 @@ async def receive_status(
     change_log: type[ChangeLogColumns],
 ) -> StatusAccepted:
     """`postStatus`: apply the peer's status change if it is newer than ours."""
-    ticket = await resolve_ticket(
-        session,
-        ticket_model,
-        ticket_id=request.ticket_id,
-        external_ticket_id=request.external_ticket_id,
-        for_update=True,  # two API processes must not interleave read-modify-write of a ticket
+    ticket, applied = await receive_field_change(
+        session, STATUS, request, ticket_model=ticket_model
     )
-    applied = apply_status(ticket, request)
     if applied:
         await log_status(session, change_log, ticket)
     if applied and ticket.status == TicketStatus.closed:

@@ -1,4 +1,5 @@
-"""Senders for the events both sides emit the same way: a message and a status change.
+"""Senders for the events both sides emit the same way: a message, and a change of a ticket
+field (status, or any `TicketField`).
 
 The event payload holds the contract body as written at commit time, without the receiver's ticket
 id; that id is filled in at send time from the ticket's stored link, so an event written before the
@@ -17,19 +18,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated import models
 from generated.client import AuthenticatedClient
-from generated.client.models import MessageAccepted, MessageRequest, StatusAccepted, StatusRequest
+from generated.client.models import MessageAccepted, MessageRequest
 from generated.client.types import Response
 from generated.models import SenderType
+from integration_kit import ticket_fields
 from integration_kit.clock import Clock
 from integration_kit.outbox import ClaimedEvent, Delivery, enqueue
 from integration_kit.retry import Delivered, Outcome, classify_failure
 from integration_kit.schema import MessageColumns, OutboxColumns, TicketColumns
+from integration_kit.ticket_fields import TicketField
 
 MESSAGE = "message"
-STATUS = "status"
+STATUS = ticket_fields.STATUS.name
 
 PostMessage = Callable[..., Awaitable[Response[Any]]]
-PostStatus = Callable[..., Awaitable[Response[Any]]]
+PostFieldChange = Callable[..., Awaitable[Response[Any]]]
 
 
 def outcome_of(response: Response[Any], *, expected: type, now: datetime) -> Outcome:
@@ -157,26 +160,34 @@ class MessageSender:
         )
 
 
-class StatusSender:
-    """Sends `status` events with the generated `postStatus` of the peer's tag."""
+class TicketFieldSender:
+    """Sends a ticket field's events (kind `field.name`) with the generated operation that
+    carries its change, `operation` being that operation's `asyncio_detailed` in the peer's tag.
+
+    One sender for every field: a field is a `TicketField` declaration, not a copy of this.
+    """
 
     def __init__(
         self,
         *,
+        field: TicketField,
         client: AuthenticatedClient,
-        post_status: PostStatus,
+        operation: PostFieldChange,
         clock: Clock,
         ticket_model: type[TicketColumns],
     ) -> None:
+        self.field = field
         self.client = client
-        self.post_status = post_status
+        self.operation = operation
         self.clock = clock
         self.ticket_model = ticket_model
 
     async def send(self, event: ClaimedEvent) -> Outcome:
-        body = StatusRequest.from_dict(with_peer_ticket(event.payload, event.peer_ticket_id))
-        response = await self.post_status(client=self.client, body=body)
-        return outcome_of(response, expected=StatusAccepted, now=self.clock.now())
+        body = self.field.wire_request.from_dict(
+            with_peer_ticket(event.payload, event.peer_ticket_id)
+        )
+        response = await self.operation(client=self.client, body=body)
+        return outcome_of(response, expected=self.field.answer, now=self.clock.now())
 
     async def record_deliveries(
         self, session: AsyncSession, deliveries: Sequence[Delivery]
@@ -185,7 +196,7 @@ class StatusSender:
             session,
             self.ticket_model,
             [
-                (event, accepted_as(result, StatusAccepted).ticket_id)
+                (event, accepted_as(result, self.field.answer).ticket_id)
                 for event, result in deliveries
             ],
         )
@@ -223,24 +234,25 @@ def enqueue_message_event(
     )
 
 
-def enqueue_status_event(
+def enqueue_field_event(
     session: AsyncSession,
     outbox_model: type[OutboxColumns],
+    field: TicketField,
     *,
     ticket: TicketColumns,
     now: datetime,
 ) -> None:
-    """Announce the ticket's current status, in the transaction that changed it."""
-    request = models.StatusRequest(
-        external_ticket_id=ticket.id,
-        status=models.TicketStatus(ticket.status),
-        changed_at=ticket.status_changed_at,
-    )
+    """Announce the value of `field` the ticket holds now, in the transaction that changed it.
+
+    The event's kind is the field's name and its payload the contract's request as written now
+    (`{"request": ...}`), the same for every field and the same as status events always had.
+    """
+    request = field.change_request(ticket)
     enqueue(
         session,
         outbox_model,
         ticket_id=ticket.id,
-        kind=STATUS,
+        kind=field.name,
         now=now,
         payload={"request": request.model_dump(mode="json", exclude_none=True)},
     )

@@ -11,6 +11,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from generated.client import AuthenticatedClient
 from integration_kit.clock import Clock
+from integration_kit.contract_version import ContractVersionTransport, PeerContract
 from integration_kit.signing import SigningTransport
 
 PROBLEM_JSON = "application/problem+json"
@@ -73,6 +74,7 @@ def make_peer_client(
     signing_secret: Callable[[], str],
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None = None,
+    peer_contract: PeerContract | None = None,
 ) -> AuthenticatedClient:
     """An AuthenticatedClient for the peer's `/api/integration`, signing every request (Standard
     Webhooks, integration_kit/signing.py) with `signing_secret()` at `clock`'s time.
@@ -80,6 +82,9 @@ def make_peer_client(
     By default requests go through aiohttp under the httpx API: plain httpx used a whole core at
     32 concurrent requests on this machine (encode/httpx#3215), aiohttp about a third of one.
     Tests pass an `httpx.ASGITransport` instead to call the peer app in-process.
+
+    Every request announces this build's contract version; the version the peer's answers
+    announce is recorded in `peer_contract` (integration_kit/contract_version.py).
     """
     return AuthenticatedClient(
         base_url=base_url.rstrip("/"),
@@ -88,8 +93,11 @@ def make_peer_client(
         raise_on_unexpected_status=False,
         httpx_args={
             "transport": ErrorsAsProblems(
-                SigningTransport(
-                    transport or AiohttpTransport(), secret=signing_secret, clock=clock
+                ContractVersionTransport(
+                    SigningTransport(
+                        transport or AiohttpTransport(), secret=signing_secret, clock=clock
+                    ),
+                    peer=peer_contract or PeerContract(),
                 )
             )
         },

@@ -52,6 +52,7 @@ from integration_kit.outbox import OutboxRepository
 from integration_kit.problems import CURSOR_EPOCH_CHANGED, ProblemError
 from integration_kit.runtime import Runtime
 from integration_kit.schema import ChangeKind, Channel, OutboxState, TicketColumns
+from integration_kit.ticket_fields import wins
 
 PAGE = 500
 TICKET_CREATED = "ticket_created"  # the TMA's event kind for createTicket
@@ -423,8 +424,8 @@ async def _status(
         summary.note("ticket_unknown", f"status of {request.external_ticket_id}: no ticket here")
         return
     await _record_link(session, side, ticket, request.external_ticket_id, summary)
-    previous = seen.status_at.get(ticket.id)
-    if previous is None or request.changed_at > previous:
+    # The newest status change the peer holds, by the same rule as applying one.
+    if wins(request.changed_at, over=seen.status_at.get(ticket.id)):
         seen.status_at[ticket.id] = request.changed_at
     # Last writer wins, by the live rule (an older or equal change is ignored).
     answer = await receive_status(
@@ -486,6 +487,8 @@ async def _peer_has(
         return theirs is not None
     if kind == STATUS:
         changed_at = StatusRequest.model_validate(payload["request"]).changed_at
+        # The peer has its effect when this change would lose to what the peer holds: the
+        # event, delivered now, would be acknowledged and ignored there.
         at = seen.status_at.get(ticket_id)
-        return at is not None and at >= changed_at
+        return at is not None and not wins(changed_at, over=at)
     return False

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.client import AuthenticatedClient
 from integration_kit.clock import Clock
+from integration_kit.contract_version import PeerContract
 from integration_kit.db import Database
 from integration_kit.dispatcher import Dispatcher, DispatcherConfig, EventSender
 from integration_kit.narrowing import narrowed
@@ -35,6 +36,9 @@ class Runtime:
     # Request rate limits; the backends build it from settings (build_rate_limiter).
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(limits={}))
     extras: dict[str, Any] = field(default_factory=dict)
+    # The peer's contract version as last announced to this process (the same object the peer
+    # client records answers in).
+    peer_contract: PeerContract = field(default_factory=PeerContract)
     run_dispatcher: bool = True
     closers: list[Callable[[], Any]] = field(default_factory=list)
     # Background work started with the dispatcher (start()) and stopped before it (stop()).

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a file: `scripts.` and the backends import from here
 SPEC = ROOT / "spec" / "integration.yaml"
@@ -26,11 +28,14 @@ CLIENT_CONFIG = ROOT / "spec" / "openapi-python-client.yaml"
 GENERATED = ROOT / "generated"
 BIN = Path(sys.executable).parent
 
-PACKAGE_DOC = '''"""Generated from spec/integration.yaml by `make generate`. Do not edit by hand.
+PACKAGE_INIT = '''"""Generated from spec/integration.yaml by `make generate`. Do not edit by hand.
 
 - `generated.models`: pydantic v2 models of every schema (datamodel-code-generator).
 - `generated.client`: a typed httpx client (openapi-python-client), used to call the peer.
+- `CONTRACT_VERSION`: the spec's `info.version`, which both sides announce (docs/design.md §6).
 """
+
+CONTRACT_VERSION = "{version}"
 '''
 
 
@@ -51,22 +56,30 @@ def generate(target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)  # openapi-python-client's --overwrite leaves stale files behind
     target.mkdir(parents=True)
-    (target / "__init__.py").write_text(PACKAGE_DOC)
+    # The version is copied from the spec here, so the running code never reads it twice.
+    version = str(yaml.safe_load(SPEC.read_text())["info"]["version"])
+    (target / "__init__.py").write_text(PACKAGE_INIT.format(version=version))
     # Settings live in [tool.datamodel-codegen] in pyproject.toml. Written via stdout: with
     # --output the formatter would take its line length from whatever folder the file lands in.
     models = _run(BIN / "datamodel-codegen")
     (target / "models.py").write_text(models)
+    generate_client(SPEC, target / "client")
+
+
+def generate_client(spec: Path, target: Path) -> None:
+    """Write the typed httpx client of `spec` into `target`, a package with relative imports
+    (the tests also build one from the released contract, spec/released/)."""
     _run(
         BIN / "openapi-python-client",
         "generate",
         "--path",
-        SPEC,
+        spec,
         "--config",
         CLIENT_CONFIG,
         "--meta",
         "none",
         "--output-path",
-        target / "client",
+        target,
     )
 
 

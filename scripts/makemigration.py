@@ -2,6 +2,10 @@
 
     python -m scripts.makemigration tma "add ticket priority"
     make migration SIDE=tma MESSAGE="add ticket priority"          # the same
+    make migration SIDE=both MESSAGE="add ticket priority"         # each side that needs one
+
+`both` is for a change of the columns the sides share (integration_kit/schema.py): each side
+gets its own revision, since each side's history is its own.
 
 It migrates a scratch SQLite database to the current head, compares it with the side's
 `tables.py`, and lets Alembic autogenerate the difference into a new, dated revision numbered
@@ -69,15 +73,16 @@ def make_migration(migrations: Path, metadata: MetaData, message: str) -> Path |
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in SIDES or not argv[1].strip():
-        print('usage: python -m scripts.makemigration tma|crm "what the revision does"')
+    if len(argv) != 2 or argv[0] not in (*SIDES, "both") or not argv[1].strip():
+        print('usage: python -m scripts.makemigration tma|crm|both "what the revision does"')
         return 2
-    side = argv[0]
-    path = make_migration(ROOT / f"{side}_impl" / "migrations", _metadata(side), argv[1].strip())
-    if path is None:
-        print(f"{side}: the migrations already match tables.py; nothing written")
-        return 0
-    print(f"wrote {path.relative_to(ROOT)}: read it before committing (renames, data backfills)")
+    for side in SIDES if argv[0] == "both" else (argv[0],):
+        migrations = ROOT / f"{side}_impl" / "migrations"
+        path = make_migration(migrations, _metadata(side), argv[1].strip())
+        if path is None:
+            print(f"{side}: the migrations already match tables.py; nothing written")
+        else:
+            print(f"wrote {path.relative_to(ROOT)}: read it before committing (renames, backfills)")
     return 0
 
 

@@ -6,10 +6,11 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Column, MetaData, String
 
 from integration_kit.migrate import schema_differences, upgrade
-from scripts.makemigration import make_migration
+from scripts.makemigration import main, make_migration
 from tma_impl.tables import Base as TmaBase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,3 +52,13 @@ def test_nothing_to_change_writes_nothing(tmp_path: Path) -> None:
     before = sorted(p.name for p in (migrations / "versions").iterdir())
     assert make_migration(migrations, TmaBase.metadata, "nothing") is None
     assert sorted(p.name for p in (migrations / "versions").iterdir()) == before
+
+
+def test_both_sides_in_one_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`make migration SIDE=both` looks at each side; with both in step it writes nothing."""
+    assert main(["both", "nothing"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "tma: the migrations already match tables.py; nothing written",
+        "crm: the migrations already match tables.py; nothing written",
+    ]
+    assert main(["neither", "x"]) == 2

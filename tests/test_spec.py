@@ -66,6 +66,9 @@ def test_every_operation_is_under_the_integration_prefix_and_secured(spec: dict[
 
 
 def test_operations_are_the_contract_of_the_design(spec: dict[str, Any]) -> None:
+    """A deliberate tripwire: the operations table of docs/design.md §3, copied by hand, so
+    adding, moving or removing an operation fails here until the design says so too. (Tests
+    that go through every operation build their lists from the spec: tests/support/spec.py.)"""
     served = {(path, method): sorted(op["x-served-by"]) for path, method, op in _operations(spec)}
     assert served == {
         ("/api/integration/tickets", "post"): ["crm"],
@@ -130,4 +133,5 @@ def test_audit_names_are_gone_from_the_contract_and_code() -> None:
                 offenders.append(f"{path.relative_to(ROOT)}: 'local' value")
     assert offenders == []
     spec = yaml.safe_load(SPEC_PATH.read_text())
+    # A deliberate tripwire (audit item 5): the two senders, copied by hand.
     assert spec["components"]["schemas"]["SenderType"]["enum"] == ["tma", "crm"]

@@ -6,14 +6,15 @@ import httpx
 from fastapi import FastAPI
 
 from generated.client.api.crm import post_message, post_status
-from integration_kit import reconcile_loop
+from integration_kit import reconcile_loop, ticket_fields
 from integration_kit.api_docs import docs_router
 from integration_kit.app import create_backend_app
 from integration_kit.clock import Clock, SystemClock
+from integration_kit.contract_version import PeerContract
 from integration_kit.db import Database
 from integration_kit.dispatcher import EventSender
 from integration_kit.legacy_routes import LegacyRouteCalls, install
-from integration_kit.outbound import MESSAGE, STATUS, MessageSender, StatusSender
+from integration_kit.outbound import MESSAGE, STATUS, MessageSender, TicketFieldSender
 from integration_kit.outbox import OutboxRepository
 from integration_kit.peer import make_peer_client
 from integration_kit.ratelimit import USER_SCOPE
@@ -45,6 +46,7 @@ def build_runtime(
     """The TMA's live parts; tests pass their own clock, a transport to the CRM app and one to a
     fake Bot API."""
     clock = clock or SystemClock()
+    peer_contract = PeerContract()  # what the peer announces, on its answers and requests
     db = Database.for_backend(settings, "tma")
     peer = make_peer_client(
         base_url=settings.peer_url,
@@ -54,6 +56,7 @@ def build_runtime(
         signing_secret=lambda: settings.peer_signing_secret,
         clock=clock,
         transport=peer_transport,
+        peer_contract=peer_contract,
     )
     closers = []
     bot: BotSender
@@ -73,8 +76,12 @@ def build_runtime(
             ticket_model=Ticket,
             message_model=Message,
         ),
-        STATUS: StatusSender(
-            client=peer, post_status=post_status.asyncio_detailed, clock=clock, ticket_model=Ticket
+        STATUS: TicketFieldSender(
+            field=ticket_fields.STATUS,
+            client=peer,
+            operation=post_status.asyncio_detailed,
+            clock=clock,
+            ticket_model=Ticket,
         ),
         NOTIFY_REPLY: ReplyNotificationSender(bot=bot, webapp_url=settings.webapp_url),
     }
@@ -100,6 +107,7 @@ def build_runtime(
         ),
         closers=list(closers),
         extras=extras,
+        peer_contract=peer_contract,
         on_stopping=[hub.stop],
     )
     loop = reconcile_loop.attach(runtime, reconcile_side(outbox=repository))

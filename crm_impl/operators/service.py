@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_impl.tables import ChangeLog, LegacyTicketFields, Message, Operator, Outbox, Ticket
 from generated.models import Attachment, SenderType, TicketStatus
+from integration_kit import ticket_fields
 from integration_kit.changelog import log_change
 from integration_kit.clock import Clock
 from integration_kit.inbound import attachments_json, log_status, reject_telegram_file_urls
-from integration_kit.outbound import enqueue_message_event, enqueue_status_event
+from integration_kit.outbound import enqueue_field_event, enqueue_message_event
 from integration_kit.problems import CONFLICT, NOT_FOUND, ProblemError
 from integration_kit.schema import ChangeKind
 
@@ -91,7 +92,7 @@ async def reply(
     if ticket.status == TicketStatus.open:
         ticket.status, ticket.status_changed_at = TicketStatus.in_progress, now
         await log_status(session, ChangeLog, ticket)
-        enqueue_status_event(session, Outbox, ticket=ticket, now=now)
+        enqueue_field_event(session, Outbox, ticket_fields.STATUS, ticket=ticket, now=now)
     ticket.updated_at = now
     await session.flush()
     await log_change(
@@ -118,7 +119,7 @@ async def change_status(
     now = clock.now()
     ticket.status, ticket.status_changed_at, ticket.updated_at = status.value, now, now
     await log_status(session, ChangeLog, ticket)
-    enqueue_status_event(session, Outbox, ticket=ticket, now=now)
+    enqueue_field_event(session, Outbox, ticket_fields.STATUS, ticket=ticket, now=now)
     return ticket
 
 

@@ -102,6 +102,7 @@ class Exchange:
     method: str = "POST"
     answer: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)  # as sent: signature included
+    query: str = ""  # the URL's query string, as sent
 
     def request_json(self) -> dict[str, Any]:
         return dict(json.loads(self.body))
@@ -124,6 +125,7 @@ class Recorder(httpx.AsyncBaseTransport):
             body=await request.aread(),
             headers=dict(request.headers),
             method=request.method,
+            query=request.url.query.decode(),
         )
         self.exchanges.append(exchange)
         response = await self.inner.handle_async_request(request)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import inspect, select
@@ -30,6 +29,7 @@ from tests.e2e.helpers import (
     tma_messages,
 )
 from tests.support.pair import Pair
+from tests.support.spec import operations, served_by
 from tma_impl import tables as tma
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,6 +255,7 @@ async def test_audit_5_stored_messages_are_only_tma_or_crm(pair: Pair) -> None:
     await pair.operator_replies(linked.crm_id, "Hello!")
     await pair.user_writes(linked.tma_id, "Hi")
     await pair.sync()
+    # A deliberate tripwire (audit item 5): the spec's senders, copied by hand.
     assert {s.value for s in models.SenderType} == {"tma", "crm"}
     for runtime, model in ((pair.tma_runtime, tma.Message), (pair.crm_runtime, crm.Message)):
         async with runtime.db.sessions() as session:
@@ -266,13 +267,7 @@ async def test_audit_5_stored_messages_are_only_tma_or_crm(pair: Pair) -> None:
 
 
 def _spec_operations(side: str) -> set[tuple[str, str]]:
-    spec = yaml.safe_load((ROOT / "spec" / "integration.yaml").read_text())
-    return {
-        (method.upper(), path)
-        for path, item in spec["paths"].items()
-        for method, operation in item.items()
-        if side in operation.get("x-served-by", [])
-    }
+    return {(op.method, op.path) for op in served_by(side)}
 
 
 def _routes(app: FastAPI, prefix: str) -> set[tuple[str, str]]:
@@ -329,16 +324,12 @@ async def test_audit_6_the_mini_app_api_does_not_open_to_an_integration_token(pa
 
 # --- 7. one contract --------------------------------------------------------------------------
 
+# Each operation's request and answer types, as the spec names them (tests/support/spec.py).
 REQUESTS: dict[str, type[BaseModel]] = {
-    "/tickets": models.CreateTicketRequest,
-    "/messages": models.MessageRequest,
-    "/status": models.StatusRequest,
+    op.path.removeprefix(INTEGRATION): op.request for op in operations() if op.request is not None
 }
 ANSWERS: dict[str, type[BaseModel]] = {
-    "/tickets": models.TicketAccepted,
-    "/messages": models.MessageAccepted,
-    "/status": models.StatusAccepted,
-    "/changes": models.ChangePage,
+    op.path.removeprefix(INTEGRATION): op.answer for op in operations()
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from generated.models import TicketStatus
 from tma_impl.telegram import TelegramUser, mint_init_data
 
 USERS = 50
@@ -231,7 +232,7 @@ class Load:
 
     async def _change_status(self, record: TicketRecord, rng: random.Random) -> None:
         if record.crm_id is not None and rng.random() < 0.5:
-            status = rng.choice(["closed", "in_progress", "open"])
+            status = rng.choice(sorted(TicketStatus))  # sorted: a seed replays the same choices
             await self._call(
                 self.crm_urls,
                 "POST",

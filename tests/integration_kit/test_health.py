@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from crm_impl.app import build_runtime as build_crm
 from crm_impl.app import create_app as create_crm_app
 from crm_impl.settings import CrmSettings
+from generated import CONTRACT_VERSION
 from integration_kit.problems import VALIDATION
 from tests.integration_kit.scripted_peer import ScriptedPeer, problem
 from tests.support.databases import POSTGRES_URL
@@ -41,7 +42,12 @@ async def test_both_backends_are_live_and_ready_with_a_working_database(pair: Pa
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
         # Dispatchers are run by the test here, so readiness does not ask for them.
-        assert ready.json() == {"status": "ok", "checks": {"database": "ok"}}
+        # No integration request has been exchanged yet: the peer's version is not known.
+        assert ready.json() == {
+            "status": "ok",
+            "checks": {"database": "ok"},
+            "contract": {"version": CONTRACT_VERSION, "peer": None},
+        }
 
 
 async def test_readiness_requires_the_in_process_dispatcher_where_it_should_run(

@@ -37,6 +37,7 @@ from tests.support.databases import fresh_database
 from tests.support.faults import FaultyTransport
 from tests.support.pair import Pair
 from tests.support.signed import as_its_peer
+from tests.support.spec import served_by
 from tma_impl import tables as tma
 from tma_impl.app import build_runtime as build_tma
 from tma_impl.app import create_app as create_tma_app
@@ -98,7 +99,8 @@ class Receiver:
 
     @property
     def operations(self) -> list[str]:
-        return ["tickets", "messages", "status"] if self.side == "crm" else ["messages", "status"]
+        """The operations with a body this side serves, from the spec (`tickets`, ...)."""
+        return [op.name for op in served_by(self.side, method="POST")]
 
 
 @pytest.fixture(params=["crm", "tma"])

@@ -21,6 +21,7 @@ from integration_kit.problems import INTERNAL_ERROR, UNSUPPORTED_MEDIA_TYPE
 from integration_kit.request_context import RequestIdFilter, request_id
 from tests.e2e.helpers import AS_CRM, AS_TMA, assert_problem, count, linked_ticket, message_body
 from tests.support.pair import Pair
+from tests.support.spec import operations
 from tma_impl import tables as tma
 
 HEX_ID = r"[0-9a-f]{32}"
@@ -170,12 +171,24 @@ async def test_a_contract_body_not_declared_json_is_refused_with_415(
         "status": "closed",
         "changed_at": pair.clock.now().isoformat(),
     }
+    status_to_crm = {
+        **status,
+        "ticket_id": ticket.crm_id,
+        "external_ticket_id": ticket.tma_id,
+    }
     calls: list[tuple[httpx.AsyncClient, str, dict[str, Any], dict[str, str]]] = [
         (pair.crm, "/api/integration/tickets", ticket_body, AS_TMA),
         (pair.crm, "/api/integration/messages", to_crm, AS_TMA),
+        (pair.crm, "/api/integration/status", status_to_crm, AS_TMA),
         (pair.tma, "/api/integration/messages", to_tma, AS_CRM),
         (pair.tma, "/api/integration/status", status, AS_CRM),
     ]
+    # Every operation with a body on every side that serves it, by the spec: an operation
+    # added there fails here until it has a body above.
+    side = {id(pair.crm): "crm", id(pair.tma): "tma"}
+    assert {(side[id(client)], path) for client, path, _, _ in calls} == {
+        (server, op.path) for op in operations() if op.request for server in op.served_by
+    }
     before = (
         await count(pair.crm_runtime, crm.Message),
         await count(pair.tma_runtime, tma.Message),
@@ -192,6 +205,11 @@ async def test_a_contract_body_not_declared_json_is_refused_with_415(
     async with pair.tma_runtime.db.sessions() as session:
         held = await session.scalar(
             select(tma.Ticket.status).where(tma.Ticket.id == uuid.UUID(ticket.tma_id))
+        )
+    assert held != "closed"
+    async with pair.crm_runtime.db.sessions() as session:
+        held = await session.scalar(
+            select(crm.Ticket.status).where(crm.Ticket.id == uuid.UUID(ticket.crm_id))
         )
     assert held != "closed"
     stored = await pair.crm.post(

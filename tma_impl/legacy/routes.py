@@ -38,6 +38,7 @@ from integration_kit.inbound import (
 from integration_kit.legacy_routes import LegacyRouteCalls, legacy_guard
 from integration_kit.runtime import Runtime, SessionDep
 from integration_kit.schema import ChangeKind
+from integration_kit.ticket_fields import wins
 from tma_impl.notifications import enqueue_reply_notification
 from tma_impl.support import events
 from tma_impl.tables import ChangeLog, Message, Ticket
@@ -129,7 +130,7 @@ def legacy_router(runtime: Runtime, calls: LegacyRouteCalls) -> APIRouter:
         now = runtime.clock.now()
         # The old body has no time: the change is as new as its arrival (a retry changes
         # nothing, the status is already set).
-        if ticket.status != body.status.value and now > ticket.status_changed_at:
+        if ticket.status != body.status.value and wins(now, over=ticket.status_changed_at):
             await update_ticket(
                 session,
                 ticket,

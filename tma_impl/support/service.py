@@ -22,6 +22,7 @@ from generated.models import (
     SenderType,
     TicketStatus,
 )
+from integration_kit import ticket_fields
 from integration_kit.changelog import log_change
 from integration_kit.clock import Clock
 from integration_kit.inbound import (
@@ -33,7 +34,7 @@ from integration_kit.inbound import (
     ticket_query,
     update_ticket,
 )
-from integration_kit.outbound import enqueue_message_event, enqueue_status_event
+from integration_kit.outbound import enqueue_field_event, enqueue_message_event
 from integration_kit.outbox import enqueue
 from integration_kit.problems import CONFLICT, NOT_FOUND, ProblemError
 from integration_kit.schema import ChangeKind
@@ -305,7 +306,7 @@ async def set_status(
     await events.record_event(
         session, ticket_id=ticket.id, kind=events.STATUS, status=status.value, at=now
     )
-    enqueue_status_event(session, Outbox, ticket=ticket, now=now)
+    enqueue_field_event(session, Outbox, ticket_fields.STATUS, ticket=ticket, now=now)
     return ticket
 
 

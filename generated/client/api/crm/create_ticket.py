@@ -8,14 +8,17 @@ from ...client import AuthenticatedClient, Client
 from ...models.create_ticket_request import CreateTicketRequest
 from ...models.problem import Problem
 from ...models.ticket_accepted import TicketAccepted
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
     body: CreateTicketRequest,
+    contract_version: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(contract_version, Unset):
+        headers["Contract-Version"] = contract_version
 
     _kwargs: dict[str, Any] = {
         "method": "post",
@@ -114,6 +117,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: CreateTicketRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Response[Problem | TicketAccepted]:
     """Open a ticket in the CRM for a ticket created in the Mini App
 
@@ -121,6 +125,7 @@ def sync_detailed(
     message ids. A replay whose subject or first message differs answers 409.
 
     Args:
+        contract_version (str | Unset):
         body (CreateTicketRequest): A ticket opened in the Mini App, with its first message.
 
     Raises:
@@ -133,6 +138,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        contract_version=contract_version,
     )
 
     response = client.get_httpx_client().request(
@@ -146,6 +152,7 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: CreateTicketRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Problem | TicketAccepted | None:
     """Open a ticket in the CRM for a ticket created in the Mini App
 
@@ -153,6 +160,7 @@ def sync(
     message ids. A replay whose subject or first message differs answers 409.
 
     Args:
+        contract_version (str | Unset):
         body (CreateTicketRequest): A ticket opened in the Mini App, with its first message.
 
     Raises:
@@ -166,6 +174,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        contract_version=contract_version,
     ).parsed
 
 
@@ -173,6 +182,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: CreateTicketRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Response[Problem | TicketAccepted]:
     """Open a ticket in the CRM for a ticket created in the Mini App
 
@@ -180,6 +190,7 @@ async def asyncio_detailed(
     message ids. A replay whose subject or first message differs answers 409.
 
     Args:
+        contract_version (str | Unset):
         body (CreateTicketRequest): A ticket opened in the Mini App, with its first message.
 
     Raises:
@@ -192,6 +203,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        contract_version=contract_version,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -203,6 +215,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: CreateTicketRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Problem | TicketAccepted | None:
     """Open a ticket in the CRM for a ticket created in the Mini App
 
@@ -210,6 +223,7 @@ async def asyncio(
     message ids. A replay whose subject or first message differs answers 409.
 
     Args:
+        contract_version (str | Unset):
         body (CreateTicketRequest): A ticket opened in the Mini App, with its first message.
 
     Raises:
@@ -224,5 +238,6 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            contract_version=contract_version,
         )
     ).parsed

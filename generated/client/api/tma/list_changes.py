@@ -14,7 +14,11 @@ def _get_kwargs(
     *,
     after: str | Unset = UNSET,
     limit: int | Unset = 100,
+    contract_version: str | Unset = UNSET,
 ) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+    if not isinstance(contract_version, Unset):
+        headers["Contract-Version"] = contract_version
 
     params: dict[str, Any] = {}
 
@@ -30,6 +34,7 @@ def _get_kwargs(
         "params": params,
     }
 
+    _kwargs["headers"] = headers
     return _kwargs
 
 
@@ -103,6 +108,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     after: str | Unset = UNSET,
     limit: int | Unset = 100,
+    contract_version: str | Unset = UNSET,
 ) -> Response[ChangePage | Problem]:
     """Read the tickets, messages and status changes this side holds, in a stable order
 
@@ -119,6 +125,7 @@ def sync_detailed(
     Args:
         after (str | Unset):
         limit (int | Unset):  Default: 100.
+        contract_version (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -131,6 +138,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         after=after,
         limit=limit,
+        contract_version=contract_version,
     )
 
     response = client.get_httpx_client().request(
@@ -145,6 +153,7 @@ def sync(
     client: AuthenticatedClient,
     after: str | Unset = UNSET,
     limit: int | Unset = 100,
+    contract_version: str | Unset = UNSET,
 ) -> ChangePage | Problem | None:
     """Read the tickets, messages and status changes this side holds, in a stable order
 
@@ -161,6 +170,7 @@ def sync(
     Args:
         after (str | Unset):
         limit (int | Unset):  Default: 100.
+        contract_version (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -174,6 +184,7 @@ def sync(
         client=client,
         after=after,
         limit=limit,
+        contract_version=contract_version,
     ).parsed
 
 
@@ -182,6 +193,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     after: str | Unset = UNSET,
     limit: int | Unset = 100,
+    contract_version: str | Unset = UNSET,
 ) -> Response[ChangePage | Problem]:
     """Read the tickets, messages and status changes this side holds, in a stable order
 
@@ -198,6 +210,7 @@ async def asyncio_detailed(
     Args:
         after (str | Unset):
         limit (int | Unset):  Default: 100.
+        contract_version (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -210,6 +223,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         after=after,
         limit=limit,
+        contract_version=contract_version,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -222,6 +236,7 @@ async def asyncio(
     client: AuthenticatedClient,
     after: str | Unset = UNSET,
     limit: int | Unset = 100,
+    contract_version: str | Unset = UNSET,
 ) -> ChangePage | Problem | None:
     """Read the tickets, messages and status changes this side holds, in a stable order
 
@@ -238,6 +253,7 @@ async def asyncio(
     Args:
         after (str | Unset):
         limit (int | Unset):  Default: 100.
+        contract_version (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -252,5 +268,6 @@ async def asyncio(
             client=client,
             after=after,
             limit=limit,
+            contract_version=contract_version,
         )
     ).parsed

@@ -8,14 +8,17 @@ from ...client import AuthenticatedClient, Client
 from ...models.message_accepted import MessageAccepted
 from ...models.message_request import MessageRequest
 from ...models.problem import Problem
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
     body: MessageRequest,
+    contract_version: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(contract_version, Unset):
+        headers["Contract-Version"] = contract_version
 
     _kwargs: dict[str, Any] = {
         "method": "post",
@@ -124,6 +127,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: MessageRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Response[MessageAccepted | Problem]:
     """Deliver one message of a ticket to the other side
 
@@ -132,6 +136,7 @@ def sync_detailed(
     answers 409. A message from the TMA on a closed ticket reopens it.
 
     Args:
+        contract_version (str | Unset):
         body (MessageRequest): One message of a ticket, written on the sending side.
 
     Raises:
@@ -144,6 +149,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        contract_version=contract_version,
     )
 
     response = client.get_httpx_client().request(
@@ -157,6 +163,7 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: MessageRequest,
+    contract_version: str | Unset = UNSET,
 ) -> MessageAccepted | Problem | None:
     """Deliver one message of a ticket to the other side
 
@@ -165,6 +172,7 @@ def sync(
     answers 409. A message from the TMA on a closed ticket reopens it.
 
     Args:
+        contract_version (str | Unset):
         body (MessageRequest): One message of a ticket, written on the sending side.
 
     Raises:
@@ -178,6 +186,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        contract_version=contract_version,
     ).parsed
 
 
@@ -185,6 +194,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: MessageRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Response[MessageAccepted | Problem]:
     """Deliver one message of a ticket to the other side
 
@@ -193,6 +203,7 @@ async def asyncio_detailed(
     answers 409. A message from the TMA on a closed ticket reopens it.
 
     Args:
+        contract_version (str | Unset):
         body (MessageRequest): One message of a ticket, written on the sending side.
 
     Raises:
@@ -205,6 +216,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        contract_version=contract_version,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -216,6 +228,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: MessageRequest,
+    contract_version: str | Unset = UNSET,
 ) -> MessageAccepted | Problem | None:
     """Deliver one message of a ticket to the other side
 
@@ -224,6 +237,7 @@ async def asyncio(
     answers 409. A message from the TMA on a closed ticket reopens it.
 
     Args:
+        contract_version (str | Unset):
         body (MessageRequest): One message of a ticket, written on the sending side.
 
     Raises:
@@ -238,5 +252,6 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            contract_version=contract_version,
         )
     ).parsed

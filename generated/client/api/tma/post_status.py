@@ -8,14 +8,17 @@ from ...client import AuthenticatedClient, Client
 from ...models.problem import Problem
 from ...models.status_accepted import StatusAccepted
 from ...models.status_request import StatusRequest
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
     body: StatusRequest,
+    contract_version: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(contract_version, Unset):
+        headers["Contract-Version"] = contract_version
 
     _kwargs: dict[str, Any] = {
         "method": "post",
@@ -114,6 +117,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: StatusRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Response[Problem | StatusAccepted]:
     """Deliver a status change of a ticket to the other side
 
@@ -123,6 +127,7 @@ def sync_detailed(
     that message reopens the ticket, as it does on the other side.
 
     Args:
+        contract_version (str | Unset):
         body (StatusRequest): A status change of a ticket made on the sending side.
 
     Raises:
@@ -135,6 +140,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        contract_version=contract_version,
     )
 
     response = client.get_httpx_client().request(
@@ -148,6 +154,7 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: StatusRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Problem | StatusAccepted | None:
     """Deliver a status change of a ticket to the other side
 
@@ -157,6 +164,7 @@ def sync(
     that message reopens the ticket, as it does on the other side.
 
     Args:
+        contract_version (str | Unset):
         body (StatusRequest): A status change of a ticket made on the sending side.
 
     Raises:
@@ -170,6 +178,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        contract_version=contract_version,
     ).parsed
 
 
@@ -177,6 +186,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: StatusRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Response[Problem | StatusAccepted]:
     """Deliver a status change of a ticket to the other side
 
@@ -186,6 +196,7 @@ async def asyncio_detailed(
     that message reopens the ticket, as it does on the other side.
 
     Args:
+        contract_version (str | Unset):
         body (StatusRequest): A status change of a ticket made on the sending side.
 
     Raises:
@@ -198,6 +209,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        contract_version=contract_version,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -209,6 +221,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: StatusRequest,
+    contract_version: str | Unset = UNSET,
 ) -> Problem | StatusAccepted | None:
     """Deliver a status change of a ticket to the other side
 
@@ -218,6 +231,7 @@ async def asyncio(
     that message reopens the ticket, as it does on the other side.
 
     Args:
+        contract_version (str | Unset):
         body (StatusRequest): A status change of a ticket made on the sending side.
 
     Raises:
@@ -232,5 +246,6 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            contract_version=contract_version,
         )
     ).parsed
