@@ -8,7 +8,7 @@ a yardstick, never imported by the product. One process per side, as the product
 
 Secrets come from the environment (LEAN_BOT_TOKEN, LEAN_PEER_TOKEN, LEAN_INBOUND_TOKENS,
 LEAN_SIGNING_SECRET, LEAN_ACCEPTED_SECRETS), which the bench fills with the product's
-development values.
+development values, and the contract version it announces from LEAN_CONTRACT_VERSION.
 
 What it does, as the product does (docs/design.md §5, docs/delivery.md):
 - the same database: the bench migrates it with the product's own Alembic migrations, so the same
@@ -27,7 +27,8 @@ What it does, as the product does (docs/design.md §5, docs/delivery.md):
   transaction (receivers' message ids in one executemany, ticket links, one UPDATE marking the
   round delivered, failures backed off or made dead as the product classifies them);
 - every request signed the Standard Webhooks way (HMAC-SHA256 over "id.timestamp.body"), with the
-  bearer token;
+  bearer token and the `Contract-Version` header; the version each side's peer announces (on its
+  requests, on its answers) is recorded, and every integration answer announces its own;
 - the CRM's receiver (`POST /api/integration/tickets`, `/messages`): bearer token compared in
   constant time against each accepted token, signature headers parsed strictly and checked within
   the 5-minute window in constant time, the caller's rate limit, the contract's body read strictly
@@ -86,6 +87,7 @@ MIME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#
 USERNAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]+)*")
 TELEGRAM_FILES = "https://api.telegram.org/file/"
+CONTRACT_VERSION = "contract-version"
 MAX_USER_ID = 2**52 - 1
 
 
@@ -114,6 +116,21 @@ def problem(error: Invalid) -> web.Response:
         content_type="application/problem+json",
         headers=error.headers,
     )
+
+
+def announcing(version: str) -> Any:
+    """Every answer under /api/integration, refusals included, carries our contract version."""
+
+    @web.middleware
+    async def announce(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.startswith("/api/integration"):
+            response.headers[CONTRACT_VERSION] = version
+        return response
+
+    return announce
 
 
 @web.middleware
@@ -300,6 +317,8 @@ class Tma:
         self.batch_size, self.per_stream = args.batch_size, args.per_stream
         self.concurrency = args.concurrency
         self.owner = f"lean-{os.getpid()}"
+        self.contract_version = os.environ["LEAN_CONTRACT_VERSION"]
+        self.peer_version: str | None = None
         self.wake = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
         self.task: asyncio.Task[None] | None = None
@@ -650,6 +669,7 @@ class Tma:
             "webhook-id": webhook_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self.signing_key, webhook_id, timestamp, body),
+            CONTRACT_VERSION: self.contract_version,
         }
         if self.session is None:
             raise RuntimeError("the dispatcher's session is not open")
@@ -657,6 +677,9 @@ class Tma:
             async with self.session.post(
                 self.peer_url + path, data=body, headers=headers, timeout=aiohttp.ClientTimeout(30)
             ) as response:
+                announced = response.headers.get(CONTRACT_VERSION)
+                if announced is not None and announced != self.peer_version:
+                    self.peer_version = announced  # the product also logs the change
                 answer = await response.json(content_type=None)
                 return response.status, answer if isinstance(answer, dict) else {}
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
@@ -723,6 +746,7 @@ class Crm:
         self.tokens = [t.encode() for t in os.environ["LEAN_INBOUND_TOKENS"].split(",")]
         self.keys = [secret_key(s) for s in os.environ["LEAN_ACCEPTED_SECRETS"].split(",")]
         self.limit = RateLimit(10_000)  # CRM_INTEGRATION_RATE_LIMIT's default, 10000/second
+        self.peer_version: str | None = None
 
     def authenticate(self, request: web.Request, body: bytes) -> None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -759,6 +783,9 @@ class Crm:
         if not matched:
             raise Invalid(401, "no webhook-signature matches an accepted secret")
         self.limit.check("tma")
+        announced = request.headers.get(CONTRACT_VERSION)
+        if announced != self.peer_version:
+            self.peer_version = announced  # the product also logs the change
 
     async def read(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
@@ -927,7 +954,10 @@ async def ready(_request: web.Request) -> web.Response:
 
 
 def build(args: argparse.Namespace) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[problems])
+    app = web.Application(
+        client_max_size=1024 * 1024,
+        middlewares=[announcing(os.environ["LEAN_CONTRACT_VERSION"]), problems],
+    )
     app.router.add_get("/health/ready", ready)
     if args.side == "tma":
         tma = Tma(args)

@@ -46,6 +46,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from crm_impl.settings import CrmSettings
+from generated import CONTRACT_VERSION
 from integration_kit.migrate import upgrade
 from integration_kit.signing import signature_headers
 from tma_impl.settings import TmaSettings
@@ -142,6 +143,7 @@ def lean_secrets() -> dict[str, str]:
         "LEAN_SIGNING_SECRET": tma.peer_signing_secret,
         "LEAN_ACCEPTED_SECRETS": ",".join(crm.inbound_signing_secrets),
         "LEAN_INBOUND_TOKENS": ",".join(crm.inbound_tokens),
+        "LEAN_CONTRACT_VERSION": CONTRACT_VERSION,
     }
 
 

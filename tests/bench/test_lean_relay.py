@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 
 from crm_impl.settings import CrmSettings
+from generated import CONTRACT_VERSION
 from integration_kit.migrate import upgrade
 from integration_kit.signing import signature_headers
 from tma_impl.settings import TmaSettings
@@ -80,6 +81,7 @@ async def lean(tmp_path: Path) -> AsyncIterator[Lean]:
         "LEAN_SIGNING_SECRET": tma.peer_signing_secret,
         "LEAN_ACCEPTED_SECRETS": ",".join(crm.inbound_signing_secrets),
         "LEAN_INBOUND_TOKENS": ",".join(crm.inbound_tokens),
+        "LEAN_CONTRACT_VERSION": CONTRACT_VERSION,
     }
     ports = {"tma": free_port(), "crm": free_port()}
     processes = []
@@ -193,6 +195,7 @@ async def test_the_receiver_checks_token_signature_link_and_dedupes(lean: Lean) 
             ),
         }
         async with lean.session.post(lean.crm_url + path, data=data, headers=headers) as response:
+            assert response.headers["Contract-Version"] == CONTRACT_VERSION
             return response.status, await response.json(content_type=None)
 
     created = {
