@@ -62,9 +62,10 @@ demo: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python -m scripts.audit $(AUDIT_ARGS)
 
-# Delivery figures on this machine, each beside a baseline (docs/design.md §9); not part of `make test`.
+# Delivery figures on this machine, each beside a baseline and the lean reference (docs/performance.md);
+# not part of `make test`. Sections and flags: BENCH_ARGS="--only relay pg --markdown".
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # The legacy migration of an old TMA database of 1,000,000 messages on PostgreSQL (docs/cutover.md):
 # time taken, the old system's longest stalled write, and the window with no side taking writes.

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from integration_kit.migrate import upgrade
 from integration_kit.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 
 
 def build(args: argparse.Namespace) -> Runtime:
@@ -63,7 +66,7 @@ def without_change_log() -> None:
     inbound.log_change = no_row  # type: ignore[assignment]
 
 
-def main() -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("side", choices=["tma", "crm"])
     parser.add_argument("--port", type=int, required=True)
@@ -80,7 +83,22 @@ def main() -> int:
         action="store_true",
         help="baseline: receive without writing the change feed's log row",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--server",
+        choices=["uvicorn", "granian"],
+        default="uvicorn",
+        help="the ASGI server (uvicorn with uvloop and httptools is the product's)",
+    )
+    return parser.parse_args(argv)
+
+
+def app_from_env() -> Any:
+    """The app for a server that imports its target (granian): arguments from the environment."""
+    args = parse(json.loads(os.environ["BENCH_SERVE_ARGV"]))
+    return make_app(args)
+
+
+def make_app(args: argparse.Namespace) -> Any:
     if args.no_change_log:
         without_change_log()
     runtime = build(args)
@@ -90,6 +108,32 @@ def main() -> int:
         from crm_impl.app import create_app
     app = create_app(runtime)
     tune_for_serving()  # as `serve` does
+    return app
+
+
+def main() -> int:
+    args = parse()
+    if args.server == "granian":
+        from granian.constants import Interfaces, Loops
+        from granian.log import LogLevels
+        from granian.server import Server
+
+        # Granian imports the app in its worker process: this module, arguments by environment.
+        os.environ["BENCH_SERVE_ARGV"] = json.dumps(sys.argv[1:])
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT)])
+        sys.path.insert(0, str(HERE))
+        Server(
+            "serve:app_from_env",
+            address="127.0.0.1",
+            port=args.port,
+            interface=Interfaces.ASGI,
+            workers=1,
+            loop=Loops.uvloop,
+            factory=True,
+            log_level=LogLevels.warning,
+        ).serve()
+        return 0
+    app = make_app(args)
     uvicorn.run(
         app,
         host="127.0.0.1",
