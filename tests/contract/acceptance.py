@@ -48,16 +48,18 @@ FLOORS: dict[Target, int] = {
 # The floors of an operation's second stateless run in one session (`make test` runs SQLite, then
 # PostgreSQL): the same test runs again on the other database and schemathesis generates fewer
 # valid cases for it (its per-operation generation state carries over from the first run;
-# measured, not explained further), so these are 60% of that second run's counts, from the same
-# measurements. A session that runs one database only uses FLOORS.
+# measured, not explained further), so these are 60% of that second run's counts. Re-measured
+# after the Contract-Version header parameter entered the spec (it changes what is generated):
+# the second run's postMessage fell from 26 to 11 accepted of 27-28 valid, while the first run's
+# stayed above its floor. A session that runs one database only uses FLOORS.
 REPEAT_FLOORS: dict[Target, int] = {
-    ("stateless", "crm", "createTicket"): 11,  # measured 19
-    ("stateless", "crm", "postMessage"): 15,  # 26
-    ("stateless", "crm", "postStatus"): 15,  # 26
-    ("stateless", "crm", "listChanges"): 18,  # 30
-    ("stateless", "tma", "postMessage"): 15,  # 26
-    ("stateless", "tma", "postStatus"): 15,  # 26
-    ("stateless", "tma", "listChanges"): 18,  # 30
+    ("stateless", "crm", "createTicket"): 15,  # measured 25
+    ("stateless", "crm", "postMessage"): 6,  # 11
+    ("stateless", "crm", "postStatus"): 12,  # 20
+    ("stateless", "crm", "listChanges"): 19,  # 32
+    ("stateless", "tma", "postMessage"): 6,  # 11
+    ("stateless", "tma", "postStatus"): 12,  # 21
+    ("stateless", "tma", "listChanges"): 19,  # 32
 }
 DEFAULT_EXAMPLES = {"stateless": 40, "stateful": 20}
 
