@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Dialect
@@ -190,10 +190,10 @@ async def load_object(
     values = dict(zip(shape.keys, row, strict=True))
     key = (model, tuple(values[name] for name in shape.primary_key), None)
     sync = session.sync_session
-    held = sync.identity_map.get(key)
+    held: M | None = sync.identity_map.get(key)
     if held is not None:
-        return cast(M, held)
-    loaded = shape.manager.new_instance()
+        return held
+    loaded: M = shape.manager.new_instance()
     state = instance_state(loaded)
     state.dict.update(values)
     state.key = key
