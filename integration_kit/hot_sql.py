@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import SessionTransaction, make_transient_to_detached
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.orm.attributes import instance_state
 
 from integration_kit.narrowing import narrowed
 
-__all__ = ["Driver", "HotSQL", "hot_sql", "load_object", "row_query"]
+__all__ = ["Driver", "HotSQL", "hot_sql", "load_object", "row_object", "row_query"]
 
 M = TypeVar("M")
 
@@ -174,18 +175,64 @@ async def load_object(
 
     An object the session holds already for that row is returned as it is (the ORM's own rule:
     a query does not overwrite loaded objects). A new one is made from the row and attached
-    with its history clean, so only what the caller changes is flushed."""
+    with its history clean, so only what the caller changes is flushed.
+
+    The new object is made the way the ORM's own loader makes one (`sqlalchemy.orm.loading`,
+    pinned with SQLAlchemy in requirements.lock): an instance without `__init__`, its values
+    written straight into its state as loaded values, its identity key set, and put in the
+    session's identity map. Building it through the constructor, `make_transient_to_detached`
+    and `session.add` cost more than reading the row (profiled on the CRM's receiving path)."""
     hot = await hot_sql(session)
     row = await hot.first(statement, params)
     if row is None:
         return None
-    mapper = inspect(model)
-    values = {attr.key: value for attr, value in zip(mapper.column_attrs, row, strict=True)}
-    key = mapper.identity_key_from_primary_key([values[c.key] for c in mapper.primary_key])
-    held = session.sync_session.identity_map.get(key)
+    shape = _shape_of(model)
+    values = dict(zip(shape.keys, row, strict=True))
+    key = (model, tuple(values[name] for name in shape.primary_key), None)
+    sync = session.sync_session
+    held: M | None = sync.identity_map.get(key)
     if held is not None:
-        return cast(M, held)
-    loaded = model(**values)
-    make_transient_to_detached(loaded)
-    session.add(loaded)
+        return held
+    loaded: M = shape.manager.new_instance()
+    state = instance_state(loaded)
+    state.dict.update(values)
+    state.key = key
+    state.identity_token = None
+    state.session_id = sync.hash_key
+    sync.identity_map._add_unpresent(state, key)
     return loaded
+
+
+def row_object(model: type[M], values: Mapping[str, Any]) -> M:
+    """An instance of `model` holding `values` as its loaded state, in no session: a row just
+    written on the driver, handed to code that only reads it (never added to a session).
+
+    Made as `load_object` makes one, without the constructor: setting each attribute through
+    the ORM's instrumentation cost more than the INSERT that stored the row."""
+    loaded: M = _shape_of(model).manager.new_instance()
+    instance_state(loaded).dict.update(values)
+    return loaded
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    manager: Any  # the mapper's ClassManager
+    keys: tuple[str, ...]  # the mapped columns' attribute keys, in `row_query`'s order
+    primary_key: tuple[str, ...]
+
+
+_SHAPES: dict[type[Any], _Shape] = {}
+
+
+def _shape_of(model: type[Any]) -> _Shape:
+    shape = _SHAPES.get(model)
+    if shape is None:
+        mapper = inspect(model)
+        if mapper.inherits is not None or mapper.polymorphic_on is not None:
+            # The identity key below is the mapper's own only for a plain mapped class.
+            raise ValueError(f"load_object needs a plain mapped class, not {model!r}")
+        keys = tuple(attr.key for attr in mapper.column_attrs)
+        by_column = {attr.columns[0]: attr.key for attr in mapper.column_attrs}
+        primary_key = tuple(by_column[column] for column in mapper.primary_key)
+        shape = _SHAPES[model] = _Shape(mapper.class_manager, keys, primary_key)
+    return shape

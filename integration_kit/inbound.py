@@ -29,7 +29,7 @@ from generated.models import (
     TicketStatus,
 )
 from integration_kit.changelog import log_change
-from integration_kit.hot_sql import hot_sql, load_object, row_query
+from integration_kit.hot_sql import hot_sql, load_object, row_object, row_query
 from integration_kit.problems import (
     FORBIDDEN_SENDER,
     IDEMPOTENCY_CONFLICT,
@@ -191,7 +191,7 @@ async def store_inbound_message(
             raise RuntimeError(f"message {external_message_id} conflicted but is not stored")
         return _same_or_conflict(existing, ticket, body, attachments), False
     # The stored row, as an object for the caller (not added to the session: it is written).
-    message = model(seq=stored, **values)
+    message = row_object(model, {"seq": stored, **values})
     await log_change(
         session, change_log, kind=ChangeKind.message, ticket_id=ticket.id, message_id=message.id
     )

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import bindparam, event, func, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from integration_kit.hot_sql import hot_sql
+from integration_kit.hot_sql import hot_sql, load_object, row_object, row_query
 from integration_kit.outbox import enqueue_now
 from tests.support.pair import Pair
 from tma_impl.tables import Message, Outbox, Ticket
@@ -156,3 +156,64 @@ async def test_hot_statements_are_reported_to_statement_listeners(pair: Pair) ->
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert [s.split()[:3] for s in seen] == [["INSERT", "INTO", "outbox"]]
+
+
+async def test_a_loaded_object_is_what_the_orm_would_load(pair: Pair) -> None:
+    ticket_id = await a_ticket(pair)
+    db = pair.tma_runtime.db
+    by_id = row_query(Ticket).where(Ticket.id == bindparam("key"))
+    async with db.transaction() as session:
+        loaded = await load_object(session, Ticket, by_id, {"key": ticket_id})
+        assert loaded is not None
+        state = inspect(loaded)
+        assert state.persistent
+        assert not session.dirty
+        assert state.identity == (ticket_id,)
+        # The ORM's own query finds the same object, as it would one it had loaded itself.
+        assert await session.get(Ticket, ticket_id) is loaded
+        assert await load_object(session, Ticket, by_id, {"key": ticket_id}) is loaded
+        through_orm = await session.execute(
+            select(Ticket).where(Ticket.id == ticket_id).execution_options(populate_existing=True)
+        )
+        assert through_orm.scalar_one() is loaded
+        before = loaded.subject
+        loaded.subject = "changed through the loaded object"
+        assert list(session.dirty) == [loaded]
+    # Only the change was flushed, on commit.
+    async with db.transaction() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        assert ticket is not None
+        assert ticket.subject == "changed through the loaded object" != before
+
+
+async def test_a_loaded_object_changed_in_a_failed_transaction_is_not_written(pair: Pair) -> None:
+    ticket_id = await a_ticket(pair)
+    db = pair.tma_runtime.db
+    by_id = row_query(Ticket).where(Ticket.id == bindparam("key"))
+    subject: list[str] = []
+
+    async def change_then_fail() -> None:
+        async with db.transaction() as session:
+            loaded = await load_object(session, Ticket, by_id, {"key": ticket_id})
+            assert loaded is not None
+            subject.append(loaded.subject)
+            loaded.subject = "never stored"
+            await session.flush()
+            raise Failed
+
+    with pytest.raises(Failed):
+        await change_then_fail()
+    async with db.transaction() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        assert ticket is not None
+        assert [ticket.subject] == subject
+
+
+def test_a_row_object_holds_its_values_in_no_session() -> None:
+    values = {"id": uuid.uuid4(), "body": "hello", "seq": 7}
+    message = row_object(Message, values)
+    assert isinstance(message, Message)
+    assert (message.id, message.body, message.seq) == (values["id"], "hello", 7)
+    state = inspect(message)
+    assert state.transient
+    assert state.session_id is None

@@ -26,7 +26,7 @@ from generated.models import (
 from integration_kit import ticket_fields
 from integration_kit.changelog import log_change
 from integration_kit.clock import Clock
-from integration_kit.hot_sql import hot_sql
+from integration_kit.hot_sql import hot_sql, row_object
 from integration_kit.inbound import (
     attachments_json,
     insert_unless_stored,
@@ -278,7 +278,7 @@ async def write_message(
         if existing.ticket_id != ticket_id or existing.body != body:
             raise _conflict(f"Message {message_id} already exists with other content.")
         return existing, False
-    message = Message(seq=stored, **values)  # the stored row; not added to the session
+    message = row_object(Message, {"seq": stored, **values})  # the stored row; not added
     changes: dict[str, Any] = {"updated_at": now}
     status = reopened_status(current_status, status_changed_at, at=now)
     if status != current_status:
