@@ -56,17 +56,7 @@ def enqueue(
     channel: Channel = Channel.peer,
 ) -> OutboxColumns:
     """Add an event to the caller's transaction; the dispatcher is woken once it commits."""
-    row = model(
-        webhook_id=uuid.uuid4(),
-        ticket_id=ticket_id,
-        channel=channel,
-        kind=kind,
-        payload=payload,
-        state=OutboxState.pending,
-        attempts=0,
-        created_at=now,
-        next_attempt_at=now,
-    )
+    row = model(**_pending_event(ticket_id, kind, payload, now, channel))
     session.add(row)
     session.info["outbox_written"] = True
     return row
@@ -87,19 +77,26 @@ async def enqueue_now(
     hot = await hot_sql(session)
     await hot.execute(
         _outbox_insert(model.__table__),  # type: ignore[attr-defined]
-        {
-            "webhook_id": uuid.uuid4(),
-            "ticket_id": ticket_id,
-            "channel": channel,
-            "kind": kind,
-            "payload": payload,
-            "state": OutboxState.pending,
-            "attempts": 0,
-            "created_at": now,
-            "next_attempt_at": now,
-        },
+        _pending_event(ticket_id, kind, payload, now, channel),
     )
     session.info["outbox_written"] = True
+
+
+def _pending_event(
+    ticket_id: uuid.UUID, kind: str, payload: dict[str, Any], now: datetime, channel: Channel
+) -> dict[str, Any]:
+    """The columns of a new event, due now (one webhook id for all its attempts)."""
+    return {
+        "webhook_id": uuid.uuid4(),
+        "ticket_id": ticket_id,
+        "channel": channel,
+        "kind": kind,
+        "payload": payload,
+        "state": OutboxState.pending,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
 
 
 @functools.cache
